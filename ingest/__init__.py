@@ -1,0 +1,1 @@
+"""Ingestion: sources (PubMed, ClinicalTrials.gov, files), the catalog and the scheduler wiring."""

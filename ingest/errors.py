@@ -1,0 +1,47 @@
+"""OncoLit's exception tree. Third-party errors are mapped to these where they enter.
+
+    OncoLitError
+    ├── ConfigError              bad or missing settings
+    ├── SourceError              a remote source failed
+    │   ├── SourceUnavailable    retries exhausted on 429 / 5xx / timeouts / connection errors
+    │   ├── SourceRequestError   the source refused the request (4xx other than 429): fix the query
+    │   └── MalformedPayload     a response or file could not be read safely (bad/truncated/hostile XML or JSON)
+    ├── CatalogError             the catalog database refused an operation
+    └── RecordNotFound           no record with that id in the catalog
+
+The CLI prints `error: <message>` for these and exits non-zero; ONCOLIT_DEBUG=1 re-raises.
+"""
+
+from __future__ import annotations
+
+
+class OncoLitError(Exception):
+    """Base for errors a user can act on; the message says what to do."""
+
+
+class ConfigError(OncoLitError):
+    pass
+
+
+class SourceError(OncoLitError):
+    pass
+
+
+class SourceUnavailable(SourceError):
+    pass
+
+
+class SourceRequestError(SourceError):
+    pass
+
+
+class MalformedPayload(SourceError):
+    pass
+
+
+class CatalogError(OncoLitError):
+    pass
+
+
+class RecordNotFound(OncoLitError):
+    pass

@@ -1,0 +1,37 @@
+"""The records vocabulary every package shares: `Article` (PubMed) and `Trial` (ClinicalTrials.gov).
+
+A record's identity is its `record_id` (`pubmed:<PMID>` / `ctgov:<NCT id>`); its content is the
+parsed model, hashed canonically so that the catalog can tell a revision from a repeat.
+"""
+
+from ingest.records.article import (
+    AbstractSection,
+    Article,
+    Author,
+    Chemical,
+    CommentCorrection,
+    DataBank,
+    Deletion,
+    Grant,
+    Journal,
+    MeshHeading,
+    MeshQualifier,
+)
+from ingest.records.common import PartialDate, content_hash, find_nct_ids
+
+__all__ = [
+    "AbstractSection",
+    "Article",
+    "Author",
+    "Chemical",
+    "CommentCorrection",
+    "DataBank",
+    "Deletion",
+    "Grant",
+    "Journal",
+    "MeshHeading",
+    "MeshQualifier",
+    "PartialDate",
+    "content_hash",
+    "find_nct_ids",
+]

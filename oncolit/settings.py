@@ -1,0 +1,107 @@
+"""The one settings object: defaults here, overridden by a TOML file, then by `ONCOLIT_*` env vars.
+
+Nested fields use `__` in env vars: `ONCOLIT_PUBMED__API_KEY=...`, `ONCOLIT_CATALOG_URL=postgresql+psycopg://...`.
+The TOML file is `$ONCOLIT_CONFIG`, else `<data dir>/oncolit.toml` when it exists. Settings hold values only;
+they never build clients or connections (the callers do, from these values).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class RetrySettings(BaseModel):
+    """How a source treats 429, 5xx, timeouts and unreadable bodies."""
+
+    max_attempts: int = Field(6, ge=1, description="Tries per request before giving up with an error.")
+    backoff_base: float = Field(1.0, ge=0, description="First back-off in seconds; doubles each retry.")
+    backoff_max: float = Field(60.0, ge=0, description="Longest single wait, Retry-After included.")
+    timeout: float = Field(60.0, gt=0, description="Seconds to wait for a response before retrying.")
+
+
+class PubMedSettings(BaseModel):
+    base_url: str = Field("https://eutils.ncbi.nlm.nih.gov/entrez/eutils/",
+                          description="E-utilities base URL; point it at `oncolit replay` to run offline.")
+    email: str = Field("oncolit@example.org", description="Contact e-mail NCBI asks every client to send.")
+    tool: str = Field("oncolit", description="Tool name sent with every request.")
+    api_key: str | None = Field(None, description="NCBI API key: raises the rate limit from 3 to 10 requests/s.")
+    batch_size: int = Field(200, ge=1, le=10000, description="Records per efetch request.")
+    requests_per_second: float | None = Field(
+        None, gt=0, description="Override the rate limit (default: 3/s, or 10/s with an API key).")
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+
+class CTGovSettings(BaseModel):
+    base_url: str = Field("https://clinicaltrials.gov/api/v2/", description="ClinicalTrials.gov API v2 base URL.")
+    page_size: int = Field(1000, ge=1, le=1000, description="Studies per page (the API's maximum is 1000).")
+    requests_per_second: float = Field(3.0, gt=0, description="Client-side rate limit.")
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+
+class ScheduleSettings(BaseModel):
+    ingest_cron: str = Field("0 6 * * *", description="Default cron for each saved search (daily 06:00).")
+    timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
+    misfire_grace_seconds: int = Field(6 * 3600, ge=1, description="How late a missed run may still start.")
+
+
+class Settings(BaseSettings):
+    """Everything OncoLit can be told. Every path lives under `data_dir` unless set explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="ONCOLIT_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("oncolit")),
+                           description="Catalog, index, models and caches live here (ONCOLIT_DATA_DIR).")
+    catalog_url: str | None = Field(
+        None, description="SQLAlchemy URL of the catalog; default a SQLite file in the data dir. "
+                          "PostgreSQL: postgresql+psycopg://user:pass@host/db")
+    log_level: str = Field("WARNING", description="Python logging level for the console.")
+    log_json: bool = Field(False, description="Emit logs as JSON lines (for log shippers).")
+    pubmed: PubMedSettings = Field(default_factory=PubMedSettings)
+    ctgov: CTGovSettings = Field(default_factory=CTGovSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = config_path()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets blanked, for logs and eval stamps."""
+        data = self.model_dump(mode="json")
+        if data["pubmed"].get("api_key"):
+            data["pubmed"]["api_key"] = "***"
+        return data
+
+
+def config_path() -> Path | None:
+    """Where the TOML file is: $ONCOLIT_CONFIG, else oncolit.toml in the data dir if present."""
+    explicit = os.environ.get("ONCOLIT_CONFIG")
+    if explicit:
+        return Path(explicit)
+    data_dir = os.environ.get("ONCOLIT_DATA_DIR")
+    candidate = Path(data_dir) / "oncolit.toml" if data_dir else Path(platformdirs.user_data_dir("oncolit")) / "oncolit.toml"
+    return candidate if candidate.exists() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
