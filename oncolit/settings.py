@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     catalog_url: str | None = Field(
         None, description="SQLAlchemy URL of the catalog; default a SQLite file in the data dir. "
                           "PostgreSQL: postgresql+psycopg://user:pass@host/db")
+    initial_lookback_days: int = Field(7, ge=0, description="How far back a new saved search starts (days).")
     log_level: str = Field("WARNING", description="Python logging level for the console.")
     log_json: bool = Field(False, description="Emit logs as JSON lines (for log shippers).")
     pubmed: PubMedSettings = Field(default_factory=PubMedSettings)

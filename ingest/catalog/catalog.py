@@ -1,0 +1,415 @@
+"""The catalog: canonical records with versions, saved searches with watermarks, and ingest runs.
+
+Invariants it keeps (ARCHITECTURE.md): a record is identified by its id, a revision is a new
+version never a duplicate, ingesting the same input twice changes no content, and a batch is
+committed whole or not at all — so a crash mid-batch is repaired by simply running again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ingest.catalog import schema as t
+from ingest.catalog.describe import Described, changes_between, describe, is_deletion
+from ingest.catalog.migrations import migrate
+from ingest.errors import CatalogError, RecordNotFound
+from ingest.records import Article, content_hash
+from ingest.source import ParsedItem
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def compress(raw: bytes) -> bytes:
+    return zlib.compress(raw, 6)
+
+
+def decompress(blob: bytes) -> bytes:
+    return zlib.decompress(blob)
+
+
+def model_from_fields(fields: dict[str, Any]) -> BaseModel:
+    """Rebuild the typed record from stored fields (the `kind` field says which model)."""
+    kind = fields.get("kind")
+    if kind == "article":
+        return Article.model_validate(fields)
+    if kind == "trial":
+        from ingest.records.trial import Trial
+        return Trial.model_validate(fields)
+    raise CatalogError(f"stored record has unknown kind {kind!r}")
+
+
+class Catalog:
+    """A handle on one catalog database. Use as a context manager or call `close()`."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            with self.engine.begin() as conn:
+                migrate(conn)
+        except OperationalError as exc:
+            raise CatalogError(f"cannot open the catalog at {url}: {exc.orig}. "
+                               "Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR.") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ---------------------------------------------------------------- ingest
+    def ingest_batch(self, items: Sequence[ParsedItem], run_id: int | None = None) -> Counter[str]:
+        """Upsert a batch in one transaction. Returns counts: new, revised, unchanged, stale, deleted."""
+        counts: Counter[str] = Counter()
+        if not items:
+            return counts
+        now = _now()
+        with self.engine.begin() as conn:
+            seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0) + 1
+            ids = list({item.record.record_id for item in items})
+            current = {row.id: row for row in _fetch_records(conn, ids)}
+            for item in items:
+                outcome = self._upsert_one(conn, item, current, run_id, now, seq)
+                counts[outcome] += 1
+        return counts
+
+    def _upsert_one(self, conn: Connection, item: ParsedItem, current: dict[str, Any],
+                    run_id: int | None, now: dt.datetime, seq: int) -> str:
+        record = item.record
+        rid = record.record_id
+        row = current.get(rid)
+        if is_deletion(record):
+            return self._delete(conn, rid, row, now, seq, current)
+        meta = describe(record)
+        digest = content_hash(record)
+        retracted = meta.retracted or _is_retracted_by_notice(conn, rid)
+        if row is not None and row.content_hash == digest and row.current_version > 0:
+            conn.execute(update(t.record_versions).where(and_(
+                t.record_versions.c.record_id == rid, t.record_versions.c.version == row.current_version,
+            )).values(last_seen=now))
+            values: dict[str, Any] = {"last_seen": now}
+            if row.state != "active" or row.retracted != retracted:
+                values.update(state="active", deleted_at=None, retracted=retracted, change_seq=seq)
+            conn.execute(update(t.records).where(t.records.c.id == rid).values(**values))
+            return "unchanged"
+        if row is not None and _is_stale(row.source_updated, meta.source_updated):
+            return "stale"
+        old_fields = None
+        if row is not None and row.current_version > 0:
+            old_fields = conn.execute(select(t.record_versions.c.fields).where(and_(
+                t.record_versions.c.record_id == rid,
+                t.record_versions.c.version == row.current_version))).scalar_one()
+        version = (row.current_version if row is not None else 0) + 1
+        columns = dict(current_version=version, content_hash=digest, state="active", retracted=retracted,
+                       title=meta.title, published=meta.published, source_updated=meta.source_updated,
+                       last_seen=now, updated_at=now, deleted_at=None, change_seq=seq)
+        if row is None:
+            conn.execute(insert(t.records).values(id=rid, source=meta.source, kind=meta.kind,
+                                                  first_seen=now, **columns))
+        else:
+            conn.execute(update(t.records).where(t.records.c.id == rid).values(**columns))
+        conn.execute(insert(t.record_versions).values(
+            record_id=rid, version=version, content_hash=digest, fields=record.model_dump(mode="json"),
+            raw=compress(item.raw), raw_format=item.raw_format, source_updated=meta.source_updated,
+            changes=changes_between(old_fields, record), first_seen=now, last_seen=now, run_id=run_id))
+        current[rid] = _RowView(rid, version, digest, "active", retracted, meta.source_updated)
+        self._replace_links(conn, rid, meta, seq)
+        return "new" if row is None or row.current_version == 0 else "revised"
+
+    def _delete(self, conn: Connection, rid: str, row: Any, now: dt.datetime, seq: int,
+                current: dict[str, Any]) -> str:
+        if row is not None and row.state == "deleted":
+            return "unchanged"
+        if row is None:
+            # A tombstone: the deletion is remembered even for a record we never saw.
+            conn.execute(insert(t.records).values(
+                id=rid, source=rid.split(":", 1)[0], kind="article", current_version=0, content_hash="",
+                state="deleted", retracted=False, title="", first_seen=now, last_seen=now, updated_at=now,
+                deleted_at=now, change_seq=seq))
+        else:
+            conn.execute(update(t.records).where(t.records.c.id == rid).values(
+                state="deleted", deleted_at=now, last_seen=now, updated_at=now, change_seq=seq))
+        current[rid] = _RowView(rid, row.current_version if row else 0, row.content_hash if row else "",
+                                "deleted", row.retracted if row else False, row.source_updated if row else None)
+        return "deleted"
+
+    def _replace_links(self, conn: Connection, rid: str, meta: Described, seq: int) -> None:
+        conn.execute(delete(t.record_links).where(t.record_links.c.src == rid))
+        if meta.links:
+            conn.execute(insert(t.record_links), [
+                {"src": rid, "dst": link.dst, "kind": link.kind, "detail": link.detail} for link in meta.links])
+        retracted_targets = [link.dst for link in meta.links if link.kind == "retracts"]
+        if retracted_targets:
+            conn.execute(update(t.records).where(and_(
+                t.records.c.id.in_(retracted_targets), t.records.c.retracted.is_(False),
+            )).values(retracted=True, change_seq=seq))
+
+    # ---------------------------------------------------------------- runs
+    def start_run(self, source: str, mode: str, search_name: str | None = None,
+                  window: tuple[dt.date, dt.date] | None = None) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(t.ingest_runs).values(
+                source=source, mode=mode, search_name=search_name, started_at=_now(), status="running",
+                counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None))
+            return int(result.inserted_primary_key[0])
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.ingest_runs).where(t.ingest_runs.c.id == run_id).values(
+                status=status, counts=dict(counts), error=error, finished_at=_now()))
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.ingest_runs).order_by(t.ingest_runs.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    # ---------------------------------------------------------------- saved searches
+    def add_search(self, name: str, source: str, query: str, params: dict[str, Any] | None = None,
+                   schedule: str | None = None, owner: str | None = None, active: bool = True,
+                   watermark: dt.date | None = None) -> dict[str, Any]:
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.saved_searches).values(
+                    name=name, source=source, query=query, params=params or {}, schedule=schedule,
+                    owner=owner, active=active, watermark=watermark, created_at=now, updated_at=now))
+        except IntegrityError as exc:
+            raise CatalogError(f"a saved search named {name!r} already exists; remove it or pick another name") from exc
+        return self.get_search(name)
+
+    def get_search(self, name: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.saved_searches).where(t.saved_searches.c.name == name)).first()
+        if row is None:
+            raise RecordNotFound(f"no saved search named {name!r}; see `oncolit searches list`")
+        return dict(row._mapping)
+
+    def list_searches(self, source: str | None = None) -> list[dict[str, Any]]:
+        query = select(t.saved_searches).order_by(t.saved_searches.c.name)
+        if source:
+            query = query.where(t.saved_searches.c.source == source)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def remove_search(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(delete(t.saved_searches).where(t.saved_searches.c.name == name)).rowcount == 0:
+                raise RecordNotFound(f"no saved search named {name!r}; see `oncolit searches list`")
+
+    def set_watermark(self, name: str, day: dt.date) -> None:
+        """Move a search's watermark; call only after every record up to `day` is committed."""
+        with self.engine.begin() as conn:
+            conn.execute(update(t.saved_searches).where(t.saved_searches.c.name == name).values(
+                watermark=day, updated_at=_now()))
+
+    # ---------------------------------------------------------------- reading
+    def exists(self, record_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.records.c.id).where(t.records.c.id == record_id)).first() is not None
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        """Everything about a record: state, current fields, versions with their changes, links."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.records).where(t.records.c.id == record_id)).first()
+            if row is None:
+                raise RecordNotFound(f"no record {record_id!r} in the catalog "
+                                     "(ids look like pubmed:12345678 or ctgov:NCT01234567)")
+            versions = conn.execute(
+                select(t.record_versions.c.version, t.record_versions.c.content_hash,
+                       t.record_versions.c.source_updated, t.record_versions.c.changes,
+                       t.record_versions.c.first_seen, t.record_versions.c.last_seen,
+                       t.record_versions.c.raw_format)
+                .where(t.record_versions.c.record_id == record_id).order_by(t.record_versions.c.version)).all()
+            fields = None
+            if row.current_version > 0:
+                fields = conn.execute(select(t.record_versions.c.fields).where(and_(
+                    t.record_versions.c.record_id == record_id,
+                    t.record_versions.c.version == row.current_version))).scalar_one()
+            links = self._links(conn, record_id)
+        return {
+            "id": row.id, "source": row.source, "kind": row.kind, "version": row.current_version,
+            "state": row.state, "retracted": row.retracted, "deleted": row.state == "deleted",
+            "title": row.title, "published": row.published, "first_seen": row.first_seen,
+            "last_seen": row.last_seen, "updated_at": row.updated_at, "deleted_at": row.deleted_at,
+            "fields": fields, "versions": [dict(v._mapping) for v in versions], **links,
+        }
+
+    def _links(self, conn: Connection, record_id: str) -> dict[str, Any]:
+        rows = conn.execute(select(t.record_links).where(or_(
+            t.record_links.c.src == record_id, t.record_links.c.dst == record_id))).all()
+        trials, publications, retractions, related = set(), set(), set(), []
+        for r in rows:
+            other = r.dst if r.src == record_id else r.src
+            if other.startswith("ctgov:") and record_id.startswith("pubmed:"):
+                trials.add(other)
+            elif other.startswith("pubmed:") and record_id.startswith("ctgov:"):
+                publications.add(other)
+            if (r.kind == "retracts" and r.dst == record_id) or (r.kind == "retracted_by" and r.src == record_id):
+                retractions.add(other)
+            related.append({"src": r.src, "dst": r.dst, "kind": r.kind, "detail": r.detail})
+        return {"trials": sorted(trials), "publications": sorted(publications),
+                "retraction_notices": sorted(retractions), "links": related}
+
+    def get_record(self, record_id: str, version: int | None = None) -> BaseModel:
+        """The typed record (current version unless `version` is given)."""
+        with self.engine.connect() as conn:
+            if version is None:
+                version = conn.execute(select(t.records.c.current_version).where(
+                    t.records.c.id == record_id)).scalar_one_or_none()
+            fields = None if not version else conn.execute(select(t.record_versions.c.fields).where(and_(
+                t.record_versions.c.record_id == record_id, t.record_versions.c.version == version))).scalar_one_or_none()
+        if fields is None:
+            raise RecordNotFound(f"no stored version of {record_id!r}")
+        return model_from_fields(fields)
+
+    def raw(self, record_id: str, version: int) -> bytes:
+        with self.engine.connect() as conn:
+            blob = conn.execute(select(t.record_versions.c.raw).where(and_(
+                t.record_versions.c.record_id == record_id, t.record_versions.c.version == version))).scalar_one_or_none()
+        if blob is None:
+            raise RecordNotFound(f"no stored version {version} of {record_id!r}")
+        return decompress(blob)
+
+    def changed_since(self, seq: int, batch_size: int = 500) -> Iterator[list[dict[str, Any]]]:
+        """Records whose change_seq is above `seq`, in seq order, in batches (for derived stores)."""
+        last_seq, last_id = seq, ""
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(t.records.c.id, t.records.c.current_version, t.records.c.state,
+                           t.records.c.retracted, t.records.c.change_seq)
+                    .where(or_(t.records.c.change_seq > last_seq,
+                               and_(t.records.c.change_seq == last_seq, t.records.c.id > last_id)))
+                    .where(t.records.c.change_seq > seq)
+                    .order_by(t.records.c.change_seq, t.records.c.id).limit(batch_size)).all()
+            if not rows:
+                return
+            yield [dict(r._mapping) for r in rows]
+            last_seq, last_id = rows[-1].change_seq, rows[-1].id
+
+    def max_change_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by source and state (active, deleted, retracted) and of versions."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.records.c.source, t.records.c.state, t.records.c.retracted,
+                                       func.count()).group_by(t.records.c.source, t.records.c.state,
+                                                              t.records.c.retracted)).all()
+            versions = dict(conn.execute(select(t.records.c.source, func.count()).select_from(
+                t.record_versions.join(t.records, t.records.c.id == t.record_versions.c.record_id))
+                .group_by(t.records.c.source)).all())
+            links = conn.execute(select(func.count()).select_from(t.record_links)).scalar_one()
+        by_source: dict[str, dict[str, int]] = {}
+        for source, state, retracted, n in rows:
+            entry = by_source.setdefault(source, {"records": 0, "active": 0, "deleted": 0, "retracted": 0,
+                                                  "versions": 0})
+            entry["records"] += n
+            entry[state] += n
+            if retracted and state == "active":
+                entry["retracted"] += n
+        for source, n in versions.items():
+            by_source.setdefault(source, {"records": 0, "active": 0, "deleted": 0, "retracted": 0,
+                                          "versions": 0})["versions"] = n
+        totals = {key: sum(s[key] for s in by_source.values())
+                  for key in ("records", "active", "deleted", "retracted", "versions")}
+        return {"total": totals, "by_source": dict(sorted(by_source.items())), "links": links}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Content of the catalog without timestamps: equal snapshots mean equal catalogs."""
+        with self.engine.connect() as conn:
+            recs = conn.execute(select(t.records.c.id, t.records.c.current_version, t.records.c.content_hash,
+                                       t.records.c.state, t.records.c.retracted).order_by(t.records.c.id)).all()
+            vers = conn.execute(select(t.record_versions.c.record_id, t.record_versions.c.version,
+                                       t.record_versions.c.content_hash).order_by(
+                t.record_versions.c.record_id, t.record_versions.c.version)).all()
+            links = conn.execute(select(t.record_links.c.src, t.record_links.c.dst, t.record_links.c.kind)
+                                 .order_by(t.record_links.c.src, t.record_links.c.dst, t.record_links.c.kind)).all()
+        return {"records": [tuple(r) for r in recs], "versions": [tuple(v) for v in vers],
+                "links": [tuple(link) for link in links]}
+
+    def iter_records(self, ids: Iterable[str] | None = None, *, active_only: bool = True,
+                     source: str | None = None) -> Iterator[tuple[dict[str, Any], BaseModel]]:
+        """(row, typed record) for current versions — the read path for index, synthesis, eval."""
+        query = (select(t.records, t.record_versions.c.fields)
+                 .join(t.record_versions, and_(t.record_versions.c.record_id == t.records.c.id,
+                                               t.record_versions.c.version == t.records.c.current_version))
+                 .order_by(t.records.c.id))
+        if active_only:
+            query = query.where(t.records.c.state == "active")
+        if source:
+            query = query.where(t.records.c.source == source)
+        id_list = list(ids) if ids is not None else None
+        chunks = [id_list[i:i + 500] for i in range(0, len(id_list), 500)] if id_list is not None else [None]
+        for chunk in chunks:
+            q = query.where(t.records.c.id.in_(chunk)) if chunk is not None else query
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+            for row in rows:
+                mapping = dict(row._mapping)
+                fields = mapping.pop("fields")
+                yield mapping, model_from_fields(fields)
+
+
+class _RowView:
+    """The columns of `records` the upsert consults, for rows written earlier in the same batch."""
+
+    __slots__ = ("id", "current_version", "content_hash", "state", "retracted", "source_updated")
+
+    def __init__(self, rid: str, version: int, digest: str, state: str, retracted: bool,
+                 source_updated: dt.date | None):
+        self.id, self.current_version, self.content_hash = rid, version, digest
+        self.state, self.retracted, self.source_updated = state, retracted, source_updated
+
+
+def _fetch_records(conn: Connection, ids: list[str]) -> list[Any]:
+    cols = (t.records.c.id, t.records.c.current_version, t.records.c.content_hash, t.records.c.state,
+            t.records.c.retracted, t.records.c.source_updated)
+    out: list[Any] = []
+    for i in range(0, len(ids), 500):
+        out.extend(conn.execute(select(*cols).where(t.records.c.id.in_(ids[i:i + 500]))).all())
+    return out
+
+
+def _is_stale(current: dt.date | None, incoming: dt.date | None) -> bool:
+    """An older revision arriving after a newer one (e.g. files ingested out of order) is skipped."""
+    return current is not None and incoming is not None and incoming < current
+
+
+def _is_retracted_by_notice(conn: Connection, rid: str) -> bool:
+    return conn.execute(select(t.record_links.c.src).where(and_(
+        t.record_links.c.dst == rid, t.record_links.c.kind == "retracts")).limit(1)).first() is not None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

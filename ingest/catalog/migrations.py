@@ -1,0 +1,45 @@
+"""Named, ordered schema migrations. Append new steps; never edit an applied one.
+
+Each step is a function of a connection inside a transaction; `schema_migrations` records which
+ran, so opening an old catalog brings it up to date and opening a current one does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, select
+
+from ingest.catalog import schema
+
+Migration = Callable[[Connection], None]
+
+
+def m001_initial(conn: Connection) -> None:
+    for table in (schema.records, schema.record_versions, schema.record_links,
+                  schema.saved_searches, schema.ingest_runs):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("m001_initial", m001_initial),
+]
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Apply pending migrations in order; return the names applied."""
+    schema.schema_migrations.create(conn, checkfirst=True)
+    done = set(conn.execute(select(schema.schema_migrations.c.name)).scalars())
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        step(conn)
+        conn.execute(schema.schema_migrations.insert().values(name=name, applied_at=dt.datetime.now(dt.UTC)))
+        applied.append(name)
+    return applied
+
+
+def table_names(conn: Connection) -> list[str]:
+    return inspect(conn).get_table_names()

@@ -1,0 +1,142 @@
+"""Ingest runs: source batches (or files) -> catalog, with run records and watermarks.
+
+The order of effects is the whole point: each batch commits atomically, and a saved search's
+watermark moves only after every batch of its window has committed. A run that dies anywhere
+leaves the watermark where it was, and the next run redoes the window; upserts are idempotent,
+so redoing costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.catalog import Catalog
+from ingest.errors import OncoLitError
+from ingest.source import Batch, ParsedItem, Query, Source, Window
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, Counter[str]], None]  # (items in this batch, counts so far)
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    source: str
+    mode: str
+    status: str = "running"
+    search: str | None = None
+    window: tuple[str, str] | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    seconds: float = 0.0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = dict(self.counts)
+        data["records"] = sum(self.counts.values())
+        return data
+
+
+def plan_window(watermark: dt.date | None, since: dt.date | None, until: dt.date | None,
+                today: dt.date, initial_lookback_days: int) -> Window:
+    """The window a run covers.
+
+    Explicit --since wins; else it restarts at the watermark day itself (that day may have been
+    only partly published when it was last read), else a fresh search looks back a few days.
+    """
+    end = until or today
+    if since is not None:
+        start = since
+    elif watermark is not None:
+        start = min(watermark, end)
+    else:
+        start = end - dt.timedelta(days=initial_lookback_days)
+    return Window(start, end)
+
+
+def run_search(catalog: Catalog, source: Source, *, search: dict[str, Any] | None = None,
+               query: Query | None = None, since: dt.date | None = None, until: dt.date | None = None,
+               today: dt.date | None = None, initial_lookback_days: int = 7,
+               progress: ProgressFn | None = None, move_watermark: bool = True) -> RunSummary:
+    """Ingest one window of a saved search (or an ad-hoc query, which has no watermark)."""
+    if (search is None) == (query is None):
+        raise ValueError("give exactly one of a saved search or a query")
+    today = today or dt.date.today()
+    watermark = search["watermark"] if search else None
+    window = plan_window(watermark, since, until, today, initial_lookback_days)
+    if search is not None:
+        query = Query(search["query"], dict(search.get("params") or {}))
+    assert query is not None
+    summary = RunSummary(
+        run_id=catalog.start_run(source.name, "search" if search else "query",
+                                 search["name"] if search else None, (window.start, window.end)),
+        source=source.name, mode="search" if search else "query", search=search["name"] if search else None,
+        window=(window.start.isoformat(), window.end.isoformat()),
+        watermark_before=watermark.isoformat() if watermark else None)
+    _consume(catalog, source.fetch_changes(query, window), summary, progress)
+    if search is not None and move_watermark:
+        # Everything up to window.end is committed: only now may the watermark move.
+        catalog.set_watermark(search["name"], window.end)
+        summary.watermark_after = window.end.isoformat()
+    return summary
+
+
+def run_files(catalog: Catalog, source_name: str, paths: Iterable[Path],
+              reader: Callable[[Path], Iterator[ParsedItem]], *, batch_size: int = 500,
+              progress: ProgressFn | None = None) -> RunSummary:
+    """Ingest downloaded files (PubMed baseline/update XML, CT.gov JSON) through the same catalog path."""
+    paths = list(paths)
+    summary = RunSummary(run_id=catalog.start_run(source_name, "files"), source=source_name, mode="files",
+                         files=[str(p) for p in paths])
+
+    def batches() -> Iterator[Batch]:
+        for path in paths:
+            pending: list[ParsedItem] = []
+            for item in reader(path):
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    yield Batch(pending, {"file": str(path)})
+                    pending = []
+            if pending:
+                yield Batch(pending, {"file": str(path)})
+
+    _consume(catalog, batches(), summary, progress)
+    return summary
+
+
+def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
+             progress: ProgressFn | None) -> None:
+    started = time.perf_counter()
+    try:
+        for batch in batches:
+            counts = catalog.ingest_batch(batch.items, summary.run_id)
+            summary.counts.update(counts)
+            summary.batches += 1
+            log.info("batch committed", extra={"run_id": summary.run_id, "items": len(batch.items),
+                                               "counts": dict(counts), **batch.info})
+            if progress:
+                progress(len(batch.items), summary.counts)
+    except (OncoLitError, OSError) as exc:
+        summary.status, summary.error = "failed", str(exc)
+        summary.seconds = time.perf_counter() - started
+        catalog.finish_run(summary.run_id, "failed", summary.counts, str(exc))
+        raise
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit from SIGTERM: record, then re-raise
+        summary.status, summary.error = "interrupted", repr(exc)
+        catalog.finish_run(summary.run_id, "interrupted", summary.counts, repr(exc))
+        raise
+    summary.status = "ok"
+    summary.seconds = time.perf_counter() - started
+    catalog.finish_run(summary.run_id, "ok", summary.counts)

@@ -1,0 +1,1 @@
+"""The `oncolit` command line: one module per command group."""

@@ -1,0 +1,76 @@
+"""What every command needs: settings, the catalog, output in text or JSON, progress bars."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ingest.catalog import Catalog
+from oncolit.settings import Settings
+
+console = Console(stderr=True)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+@contextmanager
+def open_catalog() -> Iterator[Catalog]:
+    settings = get_settings()
+    settings.ensure_data_dir()
+    catalog = Catalog(settings.resolved_catalog_url)
+    try:
+        yield catalog
+    finally:
+        catalog.close()
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    """JSON on stdout for scripts; otherwise the given text (or pretty JSON) for people."""
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=_json_default, indent=2, ensure_ascii=False) + "\n")
+    else:
+        Console().print(text if text is not None else json.dumps(data, default=_json_default, indent=2,
+                                                                  ensure_ascii=False), highlight=False,
+                        markup=False, soft_wrap=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, set):
+        return sorted(value)
+    return str(value)
+
+
+def parse_day(value: str | None, name: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be a date like 2026-11-27, not {value!r}") from None
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Progress]:
+    """A progress bar on stderr, only when stderr is a terminal (logs and CI stay clean)."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, disable=not console.is_terminal)
+    with progress:
+        progress.add_task(description, total=total)
+        yield progress

@@ -1,0 +1,110 @@
+"""`oncolit ingest …`: pull records from a source or from downloaded files into the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ingest.errors import OncoLitError
+from ingest.lock import ProcessLock
+from ingest.pipeline import RunSummary, run_files, run_search
+from ingest.source import Query
+from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
+
+app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)
+
+
+def _lock() -> ProcessLock:
+    return ProcessLock(get_settings().ensure_data_dir() / "ingest.lock", wait=5.0)
+
+
+def _describe(summary: RunSummary) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no records"
+    where = f" {summary.search}" if summary.search else ""
+    window = f" {summary.window[0]}..{summary.window[1]}" if summary.window else ""
+    mark = f"; watermark -> {summary.watermark_after}" if summary.watermark_after else ""
+    return f"{summary.source}{where}{window}: {counts} in {summary.batches} batches ({summary.seconds:.1f}s){mark}"
+
+
+def _expand(paths: list[Path], patterns: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for pat in patterns for p in path.rglob(pat)))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise OncoLitError(f"{path} does not exist")
+    return files
+
+
+@app.command("pubmed")
+def pubmed(
+    search: str = typer.Option(None, "--search", help="Saved search to run (default: every active PubMed search)."),
+    query: str = typer.Option(None, "--query", help="Ad-hoc PubMed query (no watermark is kept)."),
+    since: str = typer.Option(None, help="First day of the window (YYYY-MM-DD); default: the watermark."),
+    until: str = typer.Option(None, help="Last day of the window (YYYY-MM-DD); default: today."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fetch new and revised PubMed records through E-utilities.
+
+    Examples:
+      oncolit ingest pubmed --search melanoma
+      oncolit ingest pubmed --query "breast neoplasms[mh] AND randomized controlled trial[pt]" --since 2026-11-01
+    """
+    from ingest.pubmed import PubMedSource
+
+    settings = get_settings()
+    source = PubMedSource(settings.pubmed)
+    summaries = _run_searches(source, "pubmed", search, query, parse_day(since, "--since"),
+                              parse_day(until, "--until"))
+    emit([s.as_dict() for s in summaries], as_json, "\n".join(_describe(s) for s in summaries))
+
+
+def _run_searches(source: Any, source_name: str, search: str | None, query: str | None, since: Any,
+                  until: Any) -> list[RunSummary]:
+    settings = get_settings()
+    if search and query:
+        raise typer.BadParameter("give --search or --query, not both")
+    with _lock(), open_catalog() as catalog:
+        if query:
+            targets: list[dict[str, Any] | None] = [None]
+        elif search:
+            found = catalog.get_search(search)
+            if found["source"] != source_name:
+                raise OncoLitError(f"saved search {search!r} is for {found['source']}, not {source_name}")
+            targets = [found]
+        else:
+            targets = [s for s in catalog.list_searches(source_name) if s["active"]]
+            if not targets:
+                raise OncoLitError(f"no active {source_name} saved searches; add one with "
+                                   f"`oncolit searches add NAME --source {source_name} --query ...` or use --query")
+        summaries = []
+        for target in targets:
+            with progress_bar(f"{source_name} {target['name'] if target else 'query'}") as bar:
+                summaries.append(run_search(
+                    catalog, source, search=target, query=Query(query) if target is None else None,
+                    since=since, until=until, initial_lookback_days=settings.initial_lookback_days,
+                    progress=lambda n, _c: bar.advance(bar.task_ids[0], n)))
+    return summaries
+
+
+@app.command("pubmed-files")
+def pubmed_files(
+    paths: list[Path] = typer.Argument(..., help="PubmedArticleSet XML files (plain or .gz) or folders."),
+    batch_size: int = typer.Option(500, help="Records per catalog transaction."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Ingest PubMed baseline/update files (how large backfills are done).
+
+    Example: oncolit ingest pubmed-files pubmed26n1234.xml.gz updates/
+    """
+    from ingest.pubmed_xml import iter_pubmed_file
+
+    files = _expand(paths, ("*.xml", "*.xml.gz"))
+    with _lock(), open_catalog() as catalog, progress_bar("pubmed files") as bar:
+        summary = run_files(catalog, "pubmed", files, iter_pubmed_file, batch_size=batch_size,
+                            progress=lambda n, _c: bar.advance(bar.task_ids[0], n))
+    emit(summary.as_dict(), as_json, _describe(summary))

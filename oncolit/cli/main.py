@@ -1,0 +1,40 @@
+"""Entry point: `oncolit` and its command groups. Errors become one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ingest.errors import OncoLitError
+from oncolit import logs
+from oncolit.cli import demo_cmd, ingest_cmd, records_cmd, replay_cmd, searches_cmd
+from oncolit.cli.common import get_settings
+
+app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(ingest_cmd.app, name="ingest")
+app.add_typer(searches_cmd.app, name="searches")
+app.add_typer(records_cmd.app, name="records")
+app.add_typer(replay_cmd.app, name="replay")
+app.command("demo")(demo_cmd.demo)
+
+
+@app.callback()
+def _setup() -> None:
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except OncoLitError as exc:
+        if os.environ.get("ONCOLIT_DEBUG"):
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
