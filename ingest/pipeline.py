@@ -19,6 +19,10 @@ from typing import Any
 
 from ingest.catalog import Catalog
 from ingest.errors import OncoLitError
+
+
+class IngestInterrupted(OncoLitError):
+    """A stop was requested; the batches before it are committed and the watermark did not move."""
 from ingest.source import Batch, ParsedItem, Query, Source, Window
 
 log = logging.getLogger(__name__)
@@ -69,7 +73,8 @@ def plan_window(watermark: dt.date | None, since: dt.date | None, until: dt.date
 def run_search(catalog: Catalog, source: Source, *, search: dict[str, Any] | None = None,
                query: Query | None = None, since: dt.date | None = None, until: dt.date | None = None,
                today: dt.date | None = None, initial_lookback_days: int = 7,
-               progress: ProgressFn | None = None, move_watermark: bool = True) -> RunSummary:
+               progress: ProgressFn | None = None, move_watermark: bool = True,
+               should_stop: Callable[[], bool] | None = None) -> RunSummary:
     """Ingest one window of a saved search (or an ad-hoc query, which has no watermark)."""
     if (search is None) == (query is None):
         raise ValueError("give exactly one of a saved search or a query")
@@ -85,7 +90,7 @@ def run_search(catalog: Catalog, source: Source, *, search: dict[str, Any] | Non
         source=source.name, mode="search" if search else "query", search=search["name"] if search else None,
         window=(window.start.isoformat(), window.end.isoformat()),
         watermark_before=watermark.isoformat() if watermark else None)
-    _consume(catalog, source.fetch_changes(query, window), summary, progress)
+    _consume(catalog, source.fetch_changes(query, window), summary, progress, should_stop)
     if search is not None and move_watermark:
         # Everything up to window.end is committed: only now may the watermark move.
         catalog.set_watermark(search["name"], window.end)
@@ -117,10 +122,13 @@ def run_files(catalog: Catalog, source_name: str, paths: Iterable[Path],
 
 
 def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
-             progress: ProgressFn | None) -> None:
+             progress: ProgressFn | None, should_stop: Callable[[], bool] | None = None) -> None:
     started = time.perf_counter()
     try:
         for batch in batches:
+            if should_stop is not None and should_stop():
+                raise IngestInterrupted(f"stopped on request after {summary.batches} committed batches; "
+                                        "the next run redoes the rest of the window")
             counts = catalog.ingest_batch(batch.items, summary.run_id)
             summary.counts.update(counts)
             summary.batches += 1
@@ -129,9 +137,10 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
             if progress:
                 progress(len(batch.items), summary.counts)
     except (OncoLitError, OSError) as exc:
-        summary.status, summary.error = "failed", str(exc)
+        status = "interrupted" if isinstance(exc, IngestInterrupted) else "failed"
+        summary.status, summary.error = status, str(exc)
         summary.seconds = time.perf_counter() - started
-        catalog.finish_run(summary.run_id, "failed", summary.counts, str(exc))
+        catalog.finish_run(summary.run_id, status, summary.counts, str(exc))
         raise
     except BaseException as exc:  # KeyboardInterrupt, SystemExit from SIGTERM: record, then re-raise
         summary.status, summary.error = "interrupted", repr(exc)

@@ -325,17 +325,16 @@ class Catalog:
                 t.record_versions.join(t.records, t.records.c.id == t.record_versions.c.record_id))
                 .group_by(t.records.c.source)).all())
             links = conn.execute(select(func.count()).select_from(t.record_links)).scalar_one()
-        by_source: dict[str, dict[str, int]] = {}
+        empty = {"records": 0, "active": 0, "deleted": 0, "retracted": 0, "versions": 0}
+        by_source: dict[str, dict[str, int]] = {src: dict(empty) for src in ("pubmed", "ctgov")}
         for source, state, retracted, n in rows:
-            entry = by_source.setdefault(source, {"records": 0, "active": 0, "deleted": 0, "retracted": 0,
-                                                  "versions": 0})
+            entry = by_source.setdefault(source, dict(empty))
             entry["records"] += n
             entry[state] += n
             if retracted and state == "active":
                 entry["retracted"] += n
         for source, n in versions.items():
-            by_source.setdefault(source, {"records": 0, "active": 0, "deleted": 0, "retracted": 0,
-                                          "versions": 0})["versions"] = n
+            by_source.setdefault(source, dict(empty))["versions"] = n
         totals = {key: sum(s[key] for s in by_source.values())
                   for key in ("records", "active", "deleted", "retracted", "versions")}
         return {"total": totals, "by_source": dict(sorted(by_source.items())), "links": links}

@@ -12,6 +12,7 @@ from ingest.lock import ProcessLock
 from ingest.pipeline import RunSummary, run_files, run_search
 from ingest.source import Query
 from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
+from oncolit.wiring import open_source
 
 app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)
 
@@ -54,12 +55,31 @@ def pubmed(
       oncolit ingest pubmed --search melanoma
       oncolit ingest pubmed --query "breast neoplasms[mh] AND randomized controlled trial[pt]" --since 2026-11-01
     """
-    from ingest.pubmed import PubMedSource
+    _ingest_source("pubmed", search, query, since, until, as_json)
 
-    settings = get_settings()
-    source = PubMedSource(settings.pubmed)
-    summaries = _run_searches(source, "pubmed", search, query, parse_day(since, "--since"),
-                              parse_day(until, "--until"))
+
+@app.command("ctgov")
+def ctgov(
+    search: str = typer.Option(None, "--search", help="Saved search to run (default: every active CT.gov search)."),
+    query: str = typer.Option(None, "--query", help="Ad-hoc condition/term query (no watermark is kept)."),
+    since: str = typer.Option(None, help="First last-update day of the window (YYYY-MM-DD); default: the watermark."),
+    until: str = typer.Option(None, help="Last day of the window (YYYY-MM-DD); default: today."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fetch new and updated ClinicalTrials.gov studies through API v2.
+
+    Examples:
+      oncolit ingest ctgov --search nsclc-trials
+      oncolit ingest ctgov --query "melanoma" --since 2026-08-01
+    """
+    _ingest_source("ctgov", search, query, since, until, as_json)
+
+
+def _ingest_source(name: str, search: str | None, query: str | None, since: str | None, until: str | None,
+                   as_json: bool) -> None:
+    with open_source(name, get_settings()) as source:
+        summaries = _run_searches(source, name, search, query, parse_day(since, "--since"),
+                                  parse_day(until, "--until"))
     emit([s.as_dict() for s in summaries], as_json, "\n".join(_describe(s) for s in summaries))
 
 
@@ -106,5 +126,24 @@ def pubmed_files(
     files = _expand(paths, ("*.xml", "*.xml.gz"))
     with _lock(), open_catalog() as catalog, progress_bar("pubmed files") as bar:
         summary = run_files(catalog, "pubmed", files, iter_pubmed_file, batch_size=batch_size,
+                            progress=lambda n, _c: bar.advance(bar.task_ids[0], n))
+    emit(summary.as_dict(), as_json, _describe(summary))
+
+
+@app.command("ctgov-files")
+def ctgov_files(
+    paths: list[Path] = typer.Argument(..., help="API v2 JSON: single studies, /studies pages, folders or .zip."),
+    batch_size: int = typer.Option(500, help="Studies per catalog transaction."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Ingest ClinicalTrials.gov API v2 JSON files (as from the bulk JSON download).
+
+    Example: oncolit ingest ctgov-files ctg-studies.json.zip studies/
+    """
+    from ingest.ctgov_json import iter_ctgov_path
+
+    files = _expand(paths, ("*.json", "*.zip"))
+    with _lock(), open_catalog() as catalog, progress_bar("ctgov files") as bar:
+        summary = run_files(catalog, "ctgov", files, iter_ctgov_path, batch_size=batch_size,
                             progress=lambda n, _c: bar.advance(bar.task_ids[0], n))
     emit(summary.as_dict(), as_json, _describe(summary))

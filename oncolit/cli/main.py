@@ -6,10 +6,11 @@ import os
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import demo_cmd, ingest_cmd, records_cmd, replay_cmd, searches_cmd
+from oncolit.cli import demo_cmd, ingest_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
@@ -18,6 +19,7 @@ app.add_typer(ingest_cmd.app, name="ingest")
 app.add_typer(searches_cmd.app, name="searches")
 app.add_typer(records_cmd.app, name="records")
 app.add_typer(replay_cmd.app, name="replay")
+app.add_typer(schedule_cmd.app, name="schedule")
 app.command("demo")(demo_cmd.demo)
 
 
@@ -34,6 +36,12 @@ def main() -> None:
         if os.environ.get("ONCOLIT_DEBUG"):
             raise
         sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except ValidationError as exc:
+        if os.environ.get("ONCOLIT_DEBUG"):
+            raise
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        sys.stderr.write(f"error: invalid settings ({problems}); check ONCOLIT_* variables and the TOML file\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

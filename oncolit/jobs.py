@@ -1,0 +1,75 @@
+"""The job chain the scheduler runs: ingest one saved search, then the follow-on steps.
+
+Follow-on steps (index sync, extraction, digests) run after every successful ingest, in the order
+of `FOLLOW_ON`; each is a function of (settings, catalog) returning a JSON-able summary. A step
+that fails is logged and reported without undoing the ingest before it (the catalog is the truth;
+derived steps catch up on their next run because they work from change sequences, not from time).
+
+Jobs are referenced by import path ("oncolit.jobs:run_search_job") so the persistent job store
+can reload them in a new process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.catalog import Catalog
+from ingest.lock import LockBusy, ProcessLock
+from ingest.pipeline import run_search
+from oncolit.settings import Settings
+from oncolit.wiring import open_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[Settings, Catalog], dict[str, Any]]
+
+
+FOLLOW_ON: list[Step] = []
+
+# Set by `oncolit schedule run` on SIGTERM/SIGINT: the running ingest finishes its current batch,
+# stops, and leaves the watermark where it was.
+STOP = threading.Event()
+
+
+def ingest_lock(settings: Settings, wait: float = 0.0) -> ProcessLock:
+    return ProcessLock(settings.ensure_data_dir() / "ingest.lock", wait=wait)
+
+
+def run_search_job(search_name: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Scheduled entry point. Skips (with a log line) if another OncoLit run holds the lock."""
+    settings = settings or Settings()
+    lock = ingest_lock(settings)
+    try:
+        lock.acquire()
+    except LockBusy as exc:
+        log.warning("skipped scheduled run of %s: %s", search_name, exc, extra={"search": search_name})
+        return {"search": search_name, "status": "skipped", "reason": str(exc)}
+    try:
+        return run_chain(search_name, settings)
+    finally:
+        lock.release()
+
+
+def run_chain(search_name: str, settings: Settings) -> dict[str, Any]:
+    """Ingest + follow-on steps for one search; the caller holds the ingest lock."""
+    with Catalog(settings.resolved_catalog_url) as catalog:
+        search = catalog.get_search(search_name)
+        with open_source(search["source"], settings) as source:
+            summary = run_search(catalog, source, search=search, initial_lookback_days=settings.initial_lookback_days,
+                                 should_stop=STOP.is_set)
+        result: dict[str, Any] = {"search": search_name, "status": summary.status, "ingest": summary.as_dict()}
+        for step in FOLLOW_ON:
+            try:
+                result[step.name] = step.run(settings, catalog)
+            except Exception as exc:  # a derived step must not undo or block ingestion
+                log.exception("follow-on step %s failed", step.name)
+                result[step.name] = {"status": "failed", "error": str(exc)}
+    return result
