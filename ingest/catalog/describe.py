@@ -57,10 +57,10 @@ def _describe_article(a: Article) -> Described:
 
 def _describe_trial(t: Any) -> Described:
     links = [Link(f"pubmed:{ref.pmid}", "references", (ref.type or None)) for ref in t.references if ref.pmid]
-    start = t.start_date.as_date() if getattr(t, "start_date", None) else None
-    first_posted = t.first_posted if isinstance(getattr(t, "first_posted", None), dt.date) else None
+    first_posted = t.first_posted.as_date() if t.first_posted else None
+    start = t.start_date.as_date() if t.start_date else None
     return Described(source="ctgov", kind="trial", title=t.title or "", published=first_posted or start,
-                     source_updated=t.last_update_posted, retracted=False, links=_unique(links))
+                     source_updated=t.last_updated, retracted=False, links=_unique(links))
 
 
 def _unique(links: list[Link]) -> list[Link]:

@@ -5,6 +5,9 @@ Tables are declared here once; `migrations.py` creates and alters them in named,
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -19,7 +22,26 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+
+from ingest.records.common import canonical_json
+
+
+class CanonicalJSON(TypeDecorator[Any]):
+    """JSON stored as canonical text; accepts an already-serialised string so hot paths dump once."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return canonical_json(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
 
 metadata = MetaData()
 
@@ -58,7 +80,7 @@ record_versions = Table(
     Column("record_id", String(40), ForeignKey("records.id"), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("content_hash", String(64), nullable=False),
-    Column("fields", JSON, nullable=False),  # the parsed model, model_dump(mode="json")
+    Column("fields", CanonicalJSON, nullable=False),  # the parsed model, model_dump(mode="json")
     Column("raw", LargeBinary, nullable=False),  # zlib-compressed source payload
     Column("raw_format", String(16), nullable=False),
     Column("source_updated", Date),

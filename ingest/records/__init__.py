@@ -18,8 +18,32 @@ from ingest.records.article import (
     MeshQualifier,
 )
 from ingest.records.common import PartialDate, content_hash, find_nct_ids
+from ingest.records.trial import (
+    Arm,
+    Design,
+    Eligibility,
+    Intervention,
+    MeshTerm,
+    Organization,
+    Outcome,
+    Reference,
+    SecondaryId,
+    Trial,
+    TrialDate,
+)
 
 __all__ = [
+    "Arm",
+    "Design",
+    "Eligibility",
+    "Intervention",
+    "MeshTerm",
+    "Organization",
+    "Outcome",
+    "Reference",
+    "SecondaryId",
+    "Trial",
+    "TrialDate",
     "AbstractSection",
     "Article",
     "Author",
