@@ -29,6 +29,23 @@ JOB_FUNC = "oncolit.jobs:run_search_job"
 JOB_TABLE = "apscheduler_jobs"
 
 
+class InertScheduler(BaseScheduler):
+    """A scheduler with no loop of its own: it runs jobs only when `tick()` is called.
+
+    Used to read and edit the job store (`oncolit schedule list`, syncing before `run`) without any
+    chance of firing — or consuming — a due job, and by tests that drive time themselves.
+    """
+
+    def wakeup(self) -> None:
+        pass
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+
+    def tick(self) -> None:
+        self._process_jobs()
+
+
 def job_id(source: str, name: str) -> str:
     return f"ingest:{source}:{name}"
 

@@ -47,7 +47,9 @@ class CTGovSettings(BaseModel):
 class ScheduleSettings(BaseModel):
     ingest_cron: str = Field("0 6 * * *", description="Default cron for each saved search (daily 06:00).")
     timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
-    misfire_grace_seconds: int = Field(6 * 3600, ge=1, description="How late a missed run may still start.")
+    misfire_grace_seconds: int | None = Field(
+        None, ge=1, description="How late a missed run may still start; None = however late (a run missed while "
+                                "the machine was off happens once on the next start).")
 
 
 class Settings(BaseSettings):

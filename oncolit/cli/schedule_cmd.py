@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from types import FrameType
 
 import typer
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
 from ingest.catalog import Catalog
 from ingest.errors import OncoLitError
-from ingest.scheduler import build_scheduler, describe_jobs, sync_jobs
+from ingest.scheduler import InertScheduler, build_scheduler, describe_jobs, sync_jobs
 from oncolit import jobs
 from oncolit.cli.common import JsonOpt, emit, get_settings
 
@@ -32,9 +31,9 @@ def _scheduler(cls: type[BaseScheduler] | None = None) -> BaseScheduler:
 
 @contextmanager
 def _paused_scheduler() -> Iterator[tuple[BaseScheduler, Catalog]]:
-    """A started-but-paused scheduler: lets us read and edit the job store without running jobs."""
+    """A scheduler with no loop: reads and edits the job store and can never fire a job."""
     s = get_settings()
-    scheduler = _scheduler(BackgroundScheduler)
+    scheduler = _scheduler(InertScheduler)
     with Catalog(s.resolved_catalog_url) as catalog:
         scheduler.start(paused=True)
         try:
