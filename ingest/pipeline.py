@@ -44,6 +44,7 @@ class RunSummary:
     watermark_before: str | None = None
     watermark_after: str | None = None
     files: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # ids the source listed but never delivered
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,7 +92,13 @@ def run_search(catalog: Catalog, source: Source, *, search: dict[str, Any] | Non
         window=(window.start.isoformat(), window.end.isoformat()),
         watermark_before=watermark.isoformat() if watermark else None)
     _consume(catalog, source.fetch_changes(query, window), summary, progress, should_stop)
-    if search is not None and move_watermark:
+    if summary.missing:
+        # The source listed records it never delivered: holding the watermark makes the next run
+        # ask for this window again, so they are fetched once the source serves them.
+        log.warning("holding the watermark: %d listed records never arrived", len(summary.missing),
+                    extra={"search": summary.search, "missing": summary.missing[:20]})
+        summary.status = "partial"
+    elif search is not None and move_watermark:
         # Everything up to window.end is committed: only now may the watermark move.
         catalog.set_watermark(search["name"], window.end)
         summary.watermark_after = window.end.isoformat()
@@ -131,6 +138,7 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
                                         "the next run redoes the rest of the window")
             counts = catalog.ingest_batch(batch.items, summary.run_id)
             summary.counts.update(counts)
+            summary.missing.extend(batch.info.get("missing") or [])
             summary.batches += 1
             log.info("batch committed", extra={"run_id": summary.run_id, "items": len(batch.items),
                                                "counts": dict(counts), **batch.info})
@@ -146,6 +154,8 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
         summary.status, summary.error = "interrupted", repr(exc)
         catalog.finish_run(summary.run_id, "interrupted", summary.counts, repr(exc))
         raise
-    summary.status = "ok"
+    summary.status = "partial" if summary.missing else "ok"
     summary.seconds = time.perf_counter() - started
-    catalog.finish_run(summary.run_id, "ok", summary.counts)
+    catalog.finish_run(summary.run_id, summary.status, summary.counts,
+                       f"{len(summary.missing)} listed records never arrived: {', '.join(summary.missing[:20])}"
+                       if summary.missing else None)

@@ -137,3 +137,23 @@ def test_transient_faults_are_retried_to_the_same_catalog(server: ReplayServer, 
     assert summary["status"] == "ok"
     with catalog_of(isolated_env) as catalog:
         assert catalog.snapshot() == reference_snapshot
+
+
+def test_records_the_source_never_delivers_hold_the_watermark(server: ReplayServer, isolated_env: Path) -> None:
+    server.faults.clear()
+    server.faults.always("efetch", faults.drop_records(1))
+    env = pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="1000")
+    add_search(env)
+    try:
+        [summary] = cli_json("ingest", "pubmed", "--search", "everything", "--until", UNTIL, env=env)
+    finally:
+        server.faults.clear()
+    assert summary["status"] == "partial" and summary["missing"]
+    assert summary["watermark_after"] is None
+    with catalog_of(isolated_env) as catalog:
+        assert catalog.get_search("everything")["watermark"].isoformat() == SINCE
+        assert catalog.stats()["total"]["records"] == 2352 - len(summary["missing"])
+    # Once the source delivers them, the next run completes the window and moves the watermark.
+    [rerun] = cli_json("ingest", "pubmed", "--search", "everything", "--until", UNTIL, env=env)
+    assert rerun["status"] == "ok" and rerun["counts"]["new"] == len(summary["missing"])
+    assert rerun["watermark_after"] == UNTIL

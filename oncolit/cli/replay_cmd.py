@@ -24,4 +24,6 @@ def serve(
     """
     from ingest.replay import serve as serve_forever
 
-    serve_forever(pubmed, ctgov, host, port)
+    serve_forever(pubmed, ctgov, host, port,
+                  on_ready=lambda srv: typer.echo(f"E-utilities: {srv.eutils_url}\nCT.gov API v2: {srv.ctgov_url}",
+                                                  err=True))
