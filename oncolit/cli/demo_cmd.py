@@ -16,14 +16,17 @@ import typer
 
 from ingest.errors import OncoLitError
 from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog
+from oncolit.wiring import open_source
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # The recorded PubMed files simulate daily arrival over these weekdays (see shared/data/README.md).
-DEMO_WINDOW = (dt.date(2026, 11, 2), dt.date(2026, 11, 27))
+DEMO_UNTIL = dt.date(2026, 11, 27)
 DEMO_SEARCHES = [
-    # (name, source, query, params)
-    ("oncology-pubmed", "pubmed", "cancer OR neoplasms OR tumor OR carcinoma OR melanoma OR leukemia "
-                                  "OR lymphoma OR oncology", {}),
+    # (name, source, query, first day of the window)
+    ("oncology-pubmed", "pubmed", "cancer OR neoplasms OR tumor OR tumour OR carcinoma OR melanoma OR leukemia "
+                                  "OR lymphoma OR oncology OR metastasis", dt.date(2026, 11, 2)),
+    # The recorded CT.gov studies with a last-update date are spread over years: a wide window.
+    ("all-trials", "ctgov", "", dt.date(2015, 1, 1)),
 ]
 
 
@@ -32,28 +35,34 @@ def demo(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the main job (ingest -> ...) against the recorded data through the local replay server."""
-    from ingest.pipeline import run_search
-    from ingest.pubmed import PubMedSource
+    from ingest.ctgov_json import iter_ctgov_path
+    from ingest.pipeline import run_files, run_search
     from ingest.replay import ReplayServer
 
-    pubmed_dir = shared / "pubmed" / "constructed"
-    if not pubmed_dir.is_dir():
-        raise OncoLitError(f"{pubmed_dir} not found: put the shared data beside the checkout or pass --shared")
+    pubmed_dir, ctgov_dir = shared / "pubmed" / "constructed", shared / "ctgov" / "real"
+    for folder in (pubmed_dir, ctgov_dir):
+        if not folder.is_dir():
+            raise OncoLitError(f"{folder} not found: put the shared data beside the checkout or pass --shared")
     settings = get_settings()
     report: dict[str, Any] = {"data_dir": str(settings.data_dir), "steps": []}
-    with ReplayServer(pubmed_dir=pubmed_dir, ctgov_dir=None) as server, open_catalog() as catalog:
-        pubmed_settings = settings.pubmed.model_copy(update={"base_url": server.eutils_url,
-                                                             "requests_per_second": 10.0})
-        sources = {"pubmed": PubMedSource(pubmed_settings)}
+    with ReplayServer(pubmed_dir=pubmed_dir, ctgov_dir=ctgov_dir) as server, open_catalog() as catalog:
+        # The real clients, pointed at the local replay of the recorded responses.
+        replayed = settings.model_copy(update={
+            "pubmed": settings.pubmed.model_copy(update={"base_url": server.eutils_url, "requests_per_second": 10.0}),
+            "ctgov": settings.ctgov.model_copy(update={"base_url": server.ctgov_url, "requests_per_second": 10.0}),
+        })
         existing = {s["name"] for s in catalog.list_searches()}
-        for name, source, query, params in DEMO_SEARCHES:
+        for name, source, query, since in DEMO_SEARCHES:
             if name not in existing:
-                catalog.add_search(name, source, query, params, owner="demo", watermark=DEMO_WINDOW[0])
-        for search in catalog.list_searches():
-            if search["owner"] != "demo" or search["source"] not in sources:
-                continue
-            summary = run_search(catalog, sources[search["source"]], search=search, until=DEMO_WINDOW[1])
-            report["steps"].append({"step": f"ingest {search['source']} {search['name']}", **summary.as_dict()})
+                catalog.add_search(name, source, query, {}, owner="demo", watermark=since)
+        for name, source, _query, _since in DEMO_SEARCHES:
+            with open_source(source, replayed) as client:
+                summary = run_search(catalog, client, search=catalog.get_search(name), until=DEMO_UNTIL)
+            report["steps"].append({"step": f"ingest {source} {name}", **summary.as_dict()})
+        # Bulk path: oncology studies recorded from the live API (melanoma, NSCLC EGFR, pembrolizumab).
+        recorded = sorted(p for p in (ctgov_dir / "biomcp").glob("*.json") if p.name.startswith(("get_", "search_")))
+        summary = run_files(catalog, "ctgov", recorded, iter_ctgov_path)
+        report["steps"].append({"step": "ingest ctgov-files biomcp", **summary.as_dict()})
         report["catalog"] = catalog.stats()
     text = "\n".join(f"{s['step']}: {json.dumps(s['counts'])} window {s['window']}" for s in report["steps"])
     emit(report, as_json, f"{text}\ncatalog: {json.dumps(report['catalog']['total'])}\ndata dir: {settings.data_dir}")
