@@ -115,14 +115,11 @@ def run_files(catalog: Catalog, source_name: str, paths: Iterable[Path],
 
     def batches() -> Iterator[Batch]:
         for path in paths:
-            pending: list[ParsedItem] = []
-            for item in reader(path):
-                pending.append(item)
-                if len(pending) >= batch_size:
-                    yield Batch(pending, {"file": str(path)})
-                    pending = []
-            if pending:
-                yield Batch(pending, {"file": str(path)})
+            # A whole file is read before any of it is written: a defect near its end (a
+            # truncated download) then fails the file cleanly instead of leaving it half-ingested.
+            items = list(reader(path))
+            for start in range(0, len(items), batch_size):
+                yield Batch(items[start:start + batch_size], {"file": str(path)})
 
     _consume(catalog, batches(), summary, progress)
     return summary

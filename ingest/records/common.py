@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 NCT_RE = re.compile(r"\bNCT\s?(\d{8})\b", re.IGNORECASE)
-PMID_RE = re.compile(r"^\d{1,9}$")
+PMID_RE = re.compile(r"^[0-9]{1,9}$")
 
 _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
@@ -80,7 +80,7 @@ class PartialDate(Model):
 def parse_month(text: str) -> int | None:
     """PubMed months come as numbers ("05") or English abbreviations ("May", "Sept")."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True but int("²") fails
         return int(text)
     return _MONTHS.get(text[:3].lower())
 
@@ -89,7 +89,7 @@ def _int(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def canonical_json(data: Any) -> str:
