@@ -52,6 +52,21 @@ class ScheduleSettings(BaseModel):
                                 "the machine was off happens once on the next start).")
 
 
+class LLMSettings(BaseModel):
+    """Which language model synthesis uses. `none` = extractive only (rule extractors, quotes)."""
+
+    backend: str = Field("llamacpp", description="llamacpp | openai | transformers | none")
+    model: str | None = Field(None, description="Registry name (qwen2.5-coder-1.5b, smollm2-135m) or a local "
+                                               "path; default: the registry's default for llamacpp.")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (vLLM, llama.cpp server, Ollama).")
+    api_key: str | None = Field(None, description="API key for the OpenAI-compatible server.")
+    schema_mode: str = Field("json_schema", description="How the server takes JSON schemas: json_schema | "
+                                                        "json_object (llama.cpp server) | none.")
+    adapter_dir: str | None = Field(None, description="LoRA adapter directory for the transformers backend.")
+    n_ctx: int | None = Field(None, ge=256, description="Context window for llama.cpp (default: registry's).")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: half the cores).")
+
+
 class Settings(BaseSettings):
     """Everything OncoLit can be told. Every path lives under `data_dir` unless set explicitly."""
 
@@ -68,6 +83,7 @@ class Settings(BaseSettings):
     pubmed: PubMedSettings = Field(default_factory=PubMedSettings)
     ctgov: CTGovSettings = Field(default_factory=CTGovSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -81,6 +97,10 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
     def resolved_catalog_url(self) -> str:
         return self.catalog_url or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
 
@@ -91,8 +111,9 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets blanked, for logs and eval stamps."""
         data = self.model_dump(mode="json")
-        if data["pubmed"].get("api_key"):
-            data["pubmed"]["api_key"] = "***"
+        for section in ("pubmed", "llm"):
+            if data[section].get("api_key"):
+                data[section]["api_key"] = "***"
         return data
 
 

