@@ -1,0 +1,110 @@
+"""BM25-style sparse vectors: we supply the term-frequency half, Qdrant supplies the IDF half.
+
+Both stores create the sparse vector with the IDF modifier, so the engine multiplies every query
+term by an inverse document frequency computed over the live collection. That keeps document
+weights independent of the corpus (a new record never forces re-encoding old ones), and the
+statistics stay right after deletes. What is left for us:
+
+- a deterministic tokenizer that keeps biomedical tokens intact ("her2", "pd-l1", "t790m", "5-fu",
+  "0.5") and also emits their parts, so "PD-L1", "PD L1" and "pd-l1" queries meet;
+- document weights saturated in term frequency and normalised by length (BM25's k1 and b);
+- query weights of 1 per distinct term (the IDF is applied by the engine);
+- a stable token -> uint32 index (a hash, so no vocabulary file has to be kept in step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Runs of letters/digits, joined by inner "-", ".", "/" or "+" when both sides are alphanumeric:
+# keeps "pd-l1", "her2/neu", "0.05", "cd4+" (trailing "+" handled below), splits on everything else.
+_TOKEN_RE = re.compile(r"[^\W_]+(?:[-./+][^\W_]+)*\+?")
+_PART_RE = re.compile(r"[^\W_]+")
+_NUMBER_RE = re.compile(r"\d+(?:[./]\d+)*")  # "0.62", "1/2": a number, not a compound of two
+
+# Function words only. Domain words ("patients", "cancer") stay: the engine's IDF weighs them down.
+STOPWORDS = frozenset("""
+a an and are as at be been but by for from had has have in into is it its of on or that the their
+there these this those to was were which with we our than then also after before between during
+""".split())
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, NFKC-normalised tokens; compound tokens are followed by their parts.
+
+    "PD-L1 expression" -> ["pd-l1", "pd", "l1", "expression"]. Numbers stay ("0.05", "2").
+    Deterministic and dependency-free so the index can always be rebuilt bit-for-bit.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    tokens: list[str] = []
+    for match in _TOKEN_RE.finditer(text):
+        token = match.group(0)
+        parts = _PART_RE.findall(token)
+        if token not in STOPWORDS:
+            tokens.append(token)
+        if (len(parts) > 1 or token.endswith("+")) and not _NUMBER_RE.fullmatch(token):
+            tokens.extend(p for p in parts if p != token and p not in STOPWORDS)
+    return tokens
+
+
+def token_index(token: str) -> int:
+    """A stable uint32 for a token: the first 4 bytes of its BLAKE2b digest (Python's hash() is salted)."""
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=4).digest(), "big")
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """Sorted, unique indices with their weights; what both stores accept."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.values):
+            raise ValueError("sparse vector needs one value per index")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @classmethod
+    def from_weights(cls, weights: dict[int, float]) -> "SparseVector":
+        items = sorted((i, w) for i, w in weights.items() if w > 0)
+        return cls(tuple(i for i, _ in items), tuple(float(w) for _, w in items))
+
+
+@dataclass(frozen=True)
+class BM25Encoder:
+    """Encodes documents and queries for a sparse vector with the engine's IDF modifier.
+
+    `k1` saturates term frequency, `b` normalises by length against `avg_len` tokens. `avg_len` is a
+    fixed setting rather than a corpus statistic so document vectors never depend on other
+    documents; chunks are capped near the embedder's window, so a fixed value is close to the truth.
+    """
+
+    k1: float = 1.2
+    b: float = 0.75
+    avg_len: float = 150.0
+
+    @property
+    def fingerprint(self) -> str:
+        """What changes document vectors; part of the collection name."""
+        return f"bm25-k{self.k1:g}-b{self.b:g}-L{self.avg_len:g}"
+
+    def encode_document(self, text: str) -> SparseVector:
+        tokens = tokenize(text)
+        counts = Counter(token_index(t) for t in tokens)
+        norm = self.k1 * (1.0 - self.b + self.b * len(tokens) / self.avg_len)
+        return SparseVector.from_weights(
+            {idx: tf * (self.k1 + 1.0) / (tf + norm) for idx, tf in counts.items()})
+
+    def encode_query(self, text: str) -> SparseVector:
+        """One per distinct term: repeating a word in a query should not outweigh a rarer one."""
+        return SparseVector.from_weights({token_index(t): 1.0 for t in tokenize(text)})
+
+    def encode_documents(self, texts: Iterable[str]) -> list[SparseVector]:
+        return [self.encode_document(t) for t in texts]
