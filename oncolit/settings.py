@@ -52,6 +52,37 @@ class ScheduleSettings(BaseModel):
                                 "the machine was off happens once on the next start).")
 
 
+class IndexSettings(BaseModel):
+    """Where vectors live. `edge` = Qdrant Edge in-process (default); `qdrant` = a server/cluster by URL."""
+
+    backend: str = Field("edge", description="edge | qdrant")
+    path: Path | None = Field(None, description="Qdrant Edge directory (default: <data dir>/index).")
+    qdrant_url: str | None = Field(None, description="Qdrant server/cluster URL, for backend=qdrant.")
+    qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server.")
+    shard_number: int = Field(1, ge=1, description="Shards of a new server collection.")
+    replication_factor: int = Field(1, ge=1, description="Replicas of each shard on a cluster.")
+    on_disk_vectors: bool = Field(False, description="Keep vectors on disk (memory-mapped) instead of RAM.")
+    hnsw_m: int = Field(16, ge=4, description="HNSW graph degree.")
+    hnsw_ef_construct: int = Field(100, ge=4, description="HNSW build-time beam width.")
+    full_scan_threshold: int = Field(10_000, ge=0, description="Below this many points, search scans exactly.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant for hybrid search.")
+    sync_batch_size: int = Field(256, ge=1, description="Records per sync step (embedding + upsert).")
+
+
+class EmbeddingSettings(BaseModel):
+    backend: str = Field("sentence-transformers", description="sentence-transformers | onnx (same vectors, faster on CPU).")
+    model_path: Path | None = Field(None, description="Local model directory (default: packaged all-MiniLM-L6-v2).")
+    device: str = Field("cpu", description="cpu | cuda")
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads.")
+
+
+class ChunkingSettings(BaseModel):
+    max_tokens: int = Field(256, ge=32, description="Chunk budget in word pieces (the embedder's window).")
+    overlap_tokens: int = Field(48, ge=0, description="Sentences carried over between neighbouring chunks.")
+    max_title_tokens: int = Field(64, ge=8, description="Title context repeated on every chunk, capped.")
+
+
 class LLMSettings(BaseModel):
     """Which language model synthesis uses. `none` = extractive only (rule extractors, quotes)."""
 
@@ -84,6 +115,9 @@ class Settings(BaseSettings):
     ctgov: CTGovSettings = Field(default_factory=CTGovSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -95,6 +129,10 @@ class Settings(BaseSettings):
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.index.path or self.data_dir / "index"
 
     @property
     def models_dir(self) -> Path:
@@ -111,9 +149,9 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets blanked, for logs and eval stamps."""
         data = self.model_dump(mode="json")
-        for section in ("pubmed", "llm"):
-            if data[section].get("api_key"):
-                data[section]["api_key"] = "***"
+        for section, key in (("pubmed", "api_key"), ("llm", "api_key"), ("index", "qdrant_api_key")):
+            if data[section].get(key):
+                data[section][key] = "***"
         return data
 
 

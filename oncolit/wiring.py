@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from ingest.errors import ConfigError
 from ingest.source import Source
@@ -30,3 +33,76 @@ def open_source(name: str, settings: Settings) -> Iterator[Source]:
             yield ClinicalTrialsSource(settings.ctgov, client)
     else:
         raise ConfigError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
+
+
+@dataclass
+class IndexHandle:
+    """Everything the index needs, built from settings: the store (collection opened), the embedder,
+    the chunker matched to the embedder's window, and the sparse encoder."""
+
+    store: Any
+    embedder: Any
+    chunker: Any
+    encoder: Any
+    collection: str
+    state_path: Path
+
+    def searcher(self) -> Any:
+        from index.search import Searcher
+        return Searcher(self.store, self.embedder, self.encoder)
+
+
+def make_embedder(settings: Settings) -> Any:
+    from index.embedder import CachedEmbedder, OnnxEmbedder, SentenceTransformerEmbedder
+
+    emb = settings.embedding
+    if emb.backend == "sentence-transformers":
+        inner: Any = SentenceTransformerEmbedder(emb.model_path, device=emb.device, batch_size=emb.batch_size)
+    elif emb.backend == "onnx":
+        inner = OnnxEmbedder(emb.model_path, onnx_dir=settings.models_dir / "onnx", batch_size=emb.batch_size,
+                             threads=emb.threads)
+    else:
+        raise ConfigError(f"unknown embedding backend {emb.backend!r}; choose sentence-transformers or onnx")
+    return CachedEmbedder(inner, settings.data_dir / "cache" / "embeddings")
+
+
+def make_store(settings: Settings) -> Any:
+    ix = settings.index
+    common = dict(on_disk_vectors=ix.on_disk_vectors, hnsw_m=ix.hnsw_m, hnsw_ef_construct=ix.hnsw_ef_construct,
+                  full_scan_threshold=ix.full_scan_threshold, rrf_k=ix.rrf_k)
+    if ix.backend == "edge":
+        from index.store_edge import EdgeStore
+        return EdgeStore(settings.index_dir, **common)
+    if ix.backend == "qdrant":
+        from index.store_qdrant import QdrantStore
+        if not ix.qdrant_url:
+            raise ConfigError("index.backend=qdrant needs ONCOLIT_INDEX__QDRANT_URL (e.g. http://qdrant:6333)")
+        return QdrantStore(ix.qdrant_url, api_key=ix.qdrant_api_key, shard_number=ix.shard_number,
+                           replication_factor=ix.replication_factor, **common)
+    raise ConfigError(f"unknown index backend {ix.backend!r}; choose edge or qdrant")
+
+
+@contextmanager
+def open_index(settings: Settings, *, embedder: Any = None) -> Iterator[IndexHandle]:
+    """Open (creating if needed) the collection that matches the embedder and chunking settings."""
+    from index.chunking import Chunker, ChunkerConfig
+    from index.sparse import BM25Encoder
+    from index.store import collection_name
+
+    own_embedder = embedder is None
+    embedder = embedder or make_embedder(settings)
+    ch = settings.chunking
+    chunker = Chunker(ChunkerConfig(max_tokens=min(ch.max_tokens, getattr(embedder, "max_tokens", ch.max_tokens)),
+                                    overlap_tokens=ch.overlap_tokens, max_title_tokens=ch.max_title_tokens),
+                      count_tokens=embedder.token_counter())
+    encoder = BM25Encoder()
+    name = collection_name(embedder.name, embedder.dim, chunker.fingerprint, encoder.fingerprint)
+    store = make_store(settings)
+    try:
+        store.ensure_collection(name, embedder.dim)
+        yield IndexHandle(store, embedder, chunker, encoder, name,
+                          settings.data_dir / "index-state" / f"{name}.json")
+    finally:
+        store.close()
+        if own_embedder and hasattr(embedder, "close"):
+            embedder.close()

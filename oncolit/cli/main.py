@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import demo_cmd, ingest_cmd, models_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
+from oncolit.cli import demo_cmd, index_cmd, ingest_cmd, models_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
@@ -21,6 +21,8 @@ app.add_typer(records_cmd.app, name="records")
 app.add_typer(replay_cmd.app, name="replay")
 app.add_typer(schedule_cmd.app, name="schedule")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(index_cmd.app, name="index")
+app.command("search")(index_cmd.search)
 app.command("demo")(demo_cmd.demo)
 
 

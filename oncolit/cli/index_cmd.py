@@ -1,0 +1,90 @@
+"""`oncolit index …` and `oncolit search`: keep the vector index in step with the catalog, and query it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import typer
+
+from index.store import SearchFilter
+from index.sync import rebuild as rebuild_index
+from index.sync import sync as sync_index
+from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
+from oncolit.wiring import open_index
+
+app = typer.Typer(help="The vector index (Qdrant Edge by default; a Qdrant server by URL).", no_args_is_help=True)
+
+
+def run_sync(*, full: bool = False) -> dict[str, Any]:
+    """Sync (or rebuild) the configured index from the catalog; the scheduler's follow-on step too."""
+    settings = get_settings()
+    started = time.perf_counter()
+    with open_catalog() as catalog, open_index(settings) as handle:
+        pending = catalog.max_change_seq()
+        with progress_bar("index sync") as bar:
+            op = rebuild_index if full else sync_index
+            report = op(catalog, handle, batch_size=settings.index.sync_batch_size,
+                        progress=lambda n: bar.advance(bar.task_ids[0], n))
+        data = report.as_dict()
+        data["points_total"] = handle.store.count()
+        data["catalog_seq"] = pending
+    data["timings"]["total"] = round(time.perf_counter() - started, 3)
+    return data
+
+
+def _text(d: dict[str, Any]) -> str:
+    return (f"{d['collection']}: indexed {d['records_indexed']} records ({d['points_written']} points), removed "
+            f"{d['records_removed']} records ({d['points_removed']} points); {d['points_total']} points in all; "
+            f"{d['timings']['total']}s")
+
+
+@app.command("sync")
+def sync(as_json: bool = JsonOpt) -> None:
+    """Index what changed in the catalog since the last sync (new versions, deletions, retractions)."""
+    data = run_sync()
+    emit(data, as_json, _text(data))
+
+
+@app.command("rebuild")
+def rebuild(as_json: bool = JsonOpt) -> None:
+    """Drop the collection and index the whole catalog again."""
+    data = run_sync(full=True)
+    emit(data, as_json, _text(data))
+
+
+def search(
+    query: str = typer.Argument(..., help="What to look for, in plain words."),
+    type_: str = typer.Option(None, "--type", help="article or trial."),
+    since: str = typer.Option(None, help="Published on or after (YYYY-MM-DD)."),
+    until: str = typer.Option(None, help="Published on or before (YYYY-MM-DD)."),
+    design: list[str] = typer.Option([], help="Study design (rct, meta_analysis, cohort, ...); repeatable."),
+    status: list[str] = typer.Option([], help="Trial status (RECRUITING, COMPLETED, ...); repeatable."),
+    phase: list[str] = typer.Option([], help="Trial phase (PHASE2, PHASE3, ...); repeatable."),
+    language: list[str] = typer.Option([], help="Language code (eng, fre, ...); repeatable."),
+    site: list[str] = typer.Option([], help="Cancer site / MeSH term; repeatable."),
+    max_level: int = typer.Option(None, help="Keep evidence levels up to this one (1 = strongest)."),
+    include_retracted: bool = typer.Option(False, help="Also return retracted records."),
+    mode: str = typer.Option("hybrid", help="hybrid, dense or sparse."),
+    limit: int = typer.Option(10, help="How many records."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Search the evidence base: ranked records with scores and the matching passage.
+
+    Examples:
+      oncolit search "adjuvant pembrolizumab melanoma" --type article --since 2020-01-01
+      oncolit search "EGFR exon 19 deletion osimertinib" --type trial --status RECRUITING --json
+    """
+    if mode not in ("hybrid", "dense", "sparse"):
+        raise typer.BadParameter("--mode is hybrid, dense or sparse")
+    filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=parse_day(since, "--since"),
+                           published_to=parse_day(until, "--until"), designs=tuple(design),
+                           trial_status_any=tuple(s.upper() for s in status), phases_any=tuple(p.upper() for p in phase),
+                           languages=tuple(language), mesh_any=tuple(site), max_evidence_level=max_level,
+                           include_retracted=include_retracted)
+    with open_index(get_settings()) as handle:
+        hits = handle.searcher().search(query, filters, limit=limit, mode=mode)  # type: ignore[arg-type]
+    rows = [h.as_dict() for h in hits]
+    text = "\n\n".join(f"{r['rank']:>2}. {r['record_id']}  score {r['score']:.4f}  {r['title']}\n    {r['passage'][:300]}"
+                       for r in rows) or "no matching records"
+    emit({"query": query, "results": rows}, as_json, text)
