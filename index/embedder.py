@@ -76,7 +76,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, model_path: Path | str | None = None, *, name: str | None = None,
                  device: str = "cpu", batch_size: int = 32, max_seq_length: int | None = None) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar on stderr helps nobody
         self.model_path, self.name = _model_name(model_path, name)
         self.model: Any = SentenceTransformer(str(self.model_path), device=device, local_files_only=True)
         if max_seq_length is not None:

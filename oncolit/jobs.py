@@ -1,7 +1,7 @@
 """The job chain the scheduler runs: ingest one saved search, then the follow-on steps.
 
 Follow-on steps (index sync, extraction, digests) run after every successful ingest, in the order
-of `FOLLOW_ON`; each is a function of (settings, catalog) returning a JSON-able summary. A step
+of `settings.schedule.follow_on`; each is a function of (settings, catalog) returning a JSON-able summary. A step
 that fails is logged and reported without undoing the ingest before it (the catalog is the truth;
 derived steps catch up on their next run because they work from change sequences, not from time).
 
@@ -32,7 +32,18 @@ class Step:
     run: Callable[[Settings, Catalog], dict[str, Any]]
 
 
-FOLLOW_ON: list[Step] = []
+def _index_sync(settings: Settings, catalog: Catalog) -> dict[str, Any]:
+    from index.sync import sync
+    from oncolit.wiring import open_index
+
+    with open_index(settings) as handle:
+        return sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set).as_dict()
+
+
+# Every follow-on step there is, by name; `settings.schedule.follow_on` picks which run, in order.
+STEPS: dict[str, Step] = {step.name: step for step in (
+    Step("index_sync", _index_sync),
+)}
 
 # Set by `oncolit schedule run` on SIGTERM/SIGINT: the running ingest finishes its current batch,
 # stops, and leaves the watermark where it was.
@@ -66,7 +77,11 @@ def run_chain(search_name: str, settings: Settings) -> dict[str, Any]:
             summary = run_search(catalog, source, search=search, initial_lookback_days=settings.initial_lookback_days,
                                  should_stop=STOP.is_set)
         result: dict[str, Any] = {"search": search_name, "status": summary.status, "ingest": summary.as_dict()}
-        for step in FOLLOW_ON:
+        for name in settings.schedule.follow_on:
+            step = STEPS.get(name)
+            if step is None:
+                result[name] = {"status": "failed", "error": f"unknown step; known: {', '.join(STEPS)}"}
+                continue
             try:
                 result[step.name] = step.run(settings, catalog)
             except Exception as exc:  # a derived step must not undo or block ingestion

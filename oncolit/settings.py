@@ -47,6 +47,8 @@ class CTGovSettings(BaseModel):
 class ScheduleSettings(BaseModel):
     ingest_cron: str = Field("0 6 * * *", description="Default cron for each saved search (daily 06:00).")
     timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
+    follow_on: list[str] = Field(["index_sync"], description="Steps run after each ingest, in order "
+                                                             "(from oncolit.jobs.STEPS).")
     misfire_grace_seconds: int | None = Field(
         None, ge=1, description="How late a missed run may still start; None = however late (a run missed while "
                                 "the machine was off happens once on the next start).")

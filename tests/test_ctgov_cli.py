@@ -88,3 +88,13 @@ def test_bad_files_fail_with_one_line_and_write_nothing(tmp_path: Path, bad: str
     proc = run_cli("ingest", "ctgov-files", str(path), check=False)
     assert proc.returncode != 0 and proc.stderr.startswith("error:")
     assert cli_json("records", "stats")["total"]["records"] == 0
+
+
+def test_partial_captures_of_one_study_merge_instead_of_flip_flopping(shared_data: Path) -> None:
+    """The recorded captures asked for different `fields=`; the same study appears in several."""
+    biomcp = shared_data / "ctgov" / "real" / "biomcp"
+    files = [str(p) for p in sorted(biomcp.glob("*.json")) if p.name.startswith(("get_", "search_"))]
+    first = cli_json("ingest", "ctgov-files", *files)
+    assert first["status"] == "ok" and first["counts"].get("new", 0) >= 15
+    again = cli_json("ingest", "ctgov-files", *files)
+    assert set(again["counts"]) == {"unchanged"}, again["counts"]

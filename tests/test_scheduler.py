@@ -37,6 +37,7 @@ def env(server: ReplayServer, monkeypatch: pytest.MonkeyPatch, isolated_env: Pat
     server.faults.clear()
     for key, value in pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="500").items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ONCOLIT_SCHEDULE__FOLLOW_ON", "[]")  # the chain's own test turns steps on
     settings = Settings()
     settings.ensure_data_dir()
     with Catalog(settings.resolved_catalog_url) as catalog:
@@ -167,3 +168,19 @@ def test_schedule_list_shows_next_run_and_last_outcome(env: Settings) -> None:
     [row] = cli_json("schedule", "list")
     assert row["id"] == "ingest:pubmed:everything" and row["next_run"]
     assert row["last_run"]["status"] == "ok"
+
+
+def test_chain_runs_index_sync_after_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: Path) -> None:
+    folder = tmp_path / "pubmed"
+    folder.mkdir()
+    (folder / "update-0001.xml").write_bytes((Path(__file__).parent / "fixtures" / "replay" / "update-0001.xml").read_bytes())
+    with ReplayServer(pubmed_dir=folder) as small:
+        for key, value in pubmed_env(small.eutils_url).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("ONCOLIT_SCHEDULE__FOLLOW_ON", '["index_sync"]')
+        settings = Settings()
+        with Catalog(settings.resolved_catalog_url) as catalog:
+            catalog.add_search("small", "pubmed", "all[sb]", watermark=dt.date(2026, 11, 1))
+        result = jobs.run_search_job("small", settings)
+    assert result["status"] == "ok" and result["ingest"]["counts"]
+    assert result["index_sync"]["records_indexed"] >= 1 and result["index_sync"]["points_written"] >= 1

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ingest.catalog import schema as t
-from ingest.catalog.describe import changes_between, describe, is_deletion
+from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.migrations import migrate
 from ingest.errors import CatalogError, RecordNotFound
 from ingest.records import Article
@@ -333,6 +333,7 @@ class _Plan:
         self.current = current
         self.retraction_targets = retraction_targets
         self.pending_fields: dict[str, dict[str, Any]] = {}  # versions written earlier in this batch
+        self.pending_raw: dict[str, bytes] = {}
         self.new_records: dict[str, dict[str, Any]] = {}
         self.record_updates: dict[str, dict[str, Any]] = {}
         self.versions: list[dict[str, Any]] = []
@@ -341,11 +342,13 @@ class _Plan:
         self.retracts: set[str] = set()
 
     def add(self, item: ParsedItem) -> str:
-        record = item.record
-        rid = record.record_id
+        rid = item.record.record_id
         row = self.current.get(rid)
-        if is_deletion(record):
+        if is_deletion(item.record):
             return self._delete(rid, row)
+        if row is not None and row.current_version > 0 and is_partial_trial(item):
+            item = merge_partial(item, self._raw_of(rid, row))
+        record = item.record
         meta = describe(record)
         fields = record.model_dump(mode="json")
         fields_json = canonical_json(fields)
@@ -378,11 +381,20 @@ class _Plan:
             changes=changes_between(old_fields, record), first_seen=self.now, last_seen=self.now,
             run_id=self.run_id))
         self.pending_fields[rid] = fields
+        self.pending_raw[rid] = item.raw
         self.current[rid] = _RowView(rid, version, digest, "active", retracted, meta.source_updated)
         self.links[rid] = [{"src": rid, "dst": link.dst, "kind": link.kind, "detail": link.detail}
                            for link in meta.links]
         self.retracts.update(link.dst for link in meta.links if link.kind == "retracts")
         return "new" if row is None or row.current_version == 0 else "revised"
+
+    def _raw_of(self, rid: str, row: Any) -> bytes:
+        pending = self.pending_raw.get(rid)
+        if pending is not None:
+            return pending
+        return decompress(self.conn.execute(select(t.record_versions.c.raw).where(and_(
+            t.record_versions.c.record_id == rid,
+            t.record_versions.c.version == row.current_version))).scalar_one())
 
     def _fields_of(self, rid: str, row: Any) -> dict[str, Any] | None:
         if rid in self.pending_fields:

@@ -6,12 +6,15 @@ One small function per kind keeps the catalog itself free of source-specific rul
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
 from ingest.records import Article, Deletion
+from ingest.records.common import canonical_json
+from ingest.source import ParsedItem
 
 # Article fields whose before/after values are short enough to keep in a change list.
 _SCALAR_ARTICLE_FIELDS = ("title", "publication_status", "citation_status", "doi", "pmcid")
@@ -84,6 +87,38 @@ def changes_between(old: dict[str, Any] | None, new: BaseModel) -> list[dict[str
         else:
             changes.append({"field": key})
     return changes
+
+
+def is_partial_trial(item: ParsedItem) -> bool:
+    """A CT.gov payload requested with `fields=`: full API v2 studies always carry derivedSection
+    and a last-update date, so a study without them is a partial view, not the whole study."""
+    record = item.record
+    return item.raw_format == "ctgov-json" and getattr(record, "kind", None) == "trial" and (
+        "derivedSection" not in record.modules or record.last_update_posted is None)
+
+
+def merge_partial(item: ParsedItem, stored_raw: bytes) -> ParsedItem:
+    """Lay a partial payload over the stored study: what it carries wins, what it lacks is kept.
+
+    Without this, two partial captures of one study (say, a search that asked for a few fields and
+    a single-study request) would alternate as "revisions" on every ingest.
+    """
+    from ingest.ctgov_json import parse_study
+
+    merged = _deep_merge(json.loads(stored_raw), json.loads(item.raw))
+    return ParsedItem(parse_study(merged), canonical_json(merged).encode("utf-8"), item.raw_format)
+
+
+def _deep_merge(base: Any, top: Any) -> Any:
+    if isinstance(base, dict) and isinstance(top, dict):
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = _deep_merge(base.get(key), value)
+        return out
+    if (isinstance(base, list) and isinstance(top, list) and len(base) == len(top)
+            and all(isinstance(x, dict) for x in base + top)):
+        return [_deep_merge(b, t) for b, t in zip(base, top)]  # same items, fewer of their fields
+    return top
 
 
 def is_deletion(record: BaseModel) -> bool:

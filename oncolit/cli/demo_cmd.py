@@ -21,6 +21,7 @@ from oncolit.wiring import open_source
 DEFAULT_SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # The recorded PubMed files simulate daily arrival over these weekdays (see shared/data/README.md).
 DEMO_UNTIL = dt.date(2026, 11, 27)
+DEMO_QUESTION = "BRAF V600 mutant melanoma treated with a MEK inhibitor"
 DEMO_SEARCHES = [
     # (name, source, query, first day of the window)
     ("oncology-pubmed", "pubmed", "cancer OR neoplasms OR tumor OR tumour OR carcinoma OR melanoma OR leukemia "
@@ -64,5 +65,19 @@ def demo(
         summary = run_files(catalog, "ctgov", recorded, iter_ctgov_path)
         report["steps"].append({"step": "ingest ctgov-files biomcp", **summary.as_dict()})
         report["catalog"] = catalog.stats()
-    text = "\n".join(f"{s['step']}: {json.dumps(s['counts'])} window {s['window']}" for s in report["steps"])
+    # Follow-on steps of the daily chain (outside the replay: they work from the catalog alone).
+    from oncolit.cli.index_cmd import run_sync
+    from oncolit.wiring import open_index
+
+    synced = run_sync()
+    report["steps"].append({"step": "index sync", **synced})
+    with open_index(settings) as handle:
+        hits = handle.searcher().search(DEMO_QUESTION, limit=3)
+    report["search"] = {"query": DEMO_QUESTION, "results": [h.as_dict() for h in hits]}
+    text = "\n".join(
+        f"{s['step']}: {json.dumps(s['counts'])} window {s['window']}" if "counts" in s else
+        f"{s['step']}: {s['records_indexed']} records indexed, {s['points_total']} points ({s['timings']['total']}s)"
+        for s in report["steps"])
+    text += f"\nsearch {DEMO_QUESTION!r}:\n" + "\n".join(
+        f"  {r['rank']}. {r['record_id']} {r['title'][:90]}" for r in report["search"]["results"])
     emit(report, as_json, f"{text}\ncatalog: {json.dumps(report['catalog']['total'])}\ndata dir: {settings.data_dir}")
