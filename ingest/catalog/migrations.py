@@ -22,8 +22,21 @@ def m001_initial(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def m002_extractions(conn: Connection) -> None:
+    """Cached findings and grades per (record version, model, prompt id): synthesis.store."""
+    schema.extractions.create(conn, checkfirst=True)
+
+
+def m003_digests(conn: Connection) -> None:
+    """Subscribers, built digests, the send log and what was sent: oncolit.delivery."""
+    for table in (schema.subscribers, schema.digests, schema.send_log, schema.sent_items):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
+    ("m002_extractions", m002_extractions),
+    ("m003_digests", m003_digests),
 ]
 
 

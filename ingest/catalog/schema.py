@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -130,4 +131,84 @@ ingest_runs = Table(
     Column("status", String(16), nullable=False),  # running | ok | failed
     Column("counts", JSON, nullable=False),
     Column("error", Text),
+)
+
+# Findings extracted from one record version by one model and prompt (synthesis.store). The key
+# makes re-running harmless and lets a changed prompt or model coexist with older results.
+extractions = Table(
+    "extractions", metadata,
+    Column("record_id", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("prompt_id", String(80), primary_key=True),
+    Column("findings", CanonicalJSON, nullable=False),
+    Column("dropped", CanonicalJSON, nullable=False),
+    Column("grade", CanonicalJSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("seconds", Float, nullable=False, default=0.0),
+)
+
+# E-mail digests (oncolit.delivery, synthesis.digest). A subscriber's topics are a JSON list of
+# {name, query, search, sites, genes}; `min_level` is a grading rung code ("2b" keeps 1a..2b).
+subscribers = Table(
+    "subscribers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("topics", JSON, nullable=False),
+    Column("min_level", String(4)),  # NULL = every level
+    Column("frequency", String(8), nullable=False),  # daily | weekly
+    Column("timezone", String(64), nullable=False),
+    Column("send_hour", Integer),  # local hour; NULL = settings.digest.send_hour
+    Column("format", String(12), nullable=False),  # html | text | markdown
+    Column("active", Boolean, nullable=False, default=True),
+    Column("token", String(64), nullable=False, unique=True),  # unsubscribe token
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One built digest per subscriber and period ("2026-11-27" daily, "2026-W48" weekly), never rebuilt:
+# a retry sends the stored message. (from_seq, from_time] .. (to_seq, to_time] is the slice of the
+# catalog it covered; the next digest starts where this one ended.
+digests = Table(
+    "digests", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("built_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("from_seq", Integer, nullable=False),
+    Column("to_seq", Integer, nullable=False),
+    Column("from_time", DateTime(timezone=True)),
+    Column("to_time", DateTime(timezone=True)),
+    Column("item_ids", JSON, nullable=False),  # records shown as items, in order
+    Column("alert_ids", JSON, nullable=False),  # records the retraction alerts are about
+    Column("counts", JSON, nullable=False),
+    Column("document", CanonicalJSON, nullable=False),  # the JSON output
+    Column("eml", LargeBinary, nullable=False),  # zlib-compressed message bytes, resent as they are
+    Column("sha256", String(64), nullable=False),  # of the uncompressed message
+)
+
+# Delivery state per digest: pending -> sent | failed (retried by the next run) | empty (nothing to send).
+send_log = Table(
+    "send_log", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_send_log_status", "status"),
+)
+
+# What each subscriber was sent (kind "item" or "alert"), for retraction alerts on earlier digests.
+sent_items = Table(
+    "sent_items", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("record_id", String(40), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("version", Integer),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sent_items_record", "record_id"),
 )

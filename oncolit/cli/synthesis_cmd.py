@@ -1,0 +1,185 @@
+"""`oncolit extract` and `oncolit grade`: findings and study-quality grades for catalog records.
+
+Both are top-level commands (registered in `main.py` as `app.command("extract")(extract)` and
+`app.command("grade")(grade)`). Results are cached in the catalog under (record version, model,
+prompt id), so re-running skips finished work and a killed batch run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import typer
+
+from ingest.catalog import Catalog
+from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
+from oncolit.cli.records_cmd import normalise_id
+from oncolit.settings import Settings
+from synthesis import store
+from synthesis.extract import DEFAULT_MAX_TOKENS, REGISTRY, TRIAL_ID, ExtractionResult, article_cache_key
+from synthesis.extract import as_json as findings_json
+from synthesis.grading import Grade, explain
+from synthesis.llm import BACKENDS, LLM, LLMError, make_llm
+
+BackendOpt = typer.Option(None, "--backend", help=f"LLM backend: {' | '.join(BACKENDS)} (default: settings "
+                                                  "llm.backend). `none` = rules only, no model needed.")
+ModelOpt = typer.Option(None, "--model", help="Registry name (smollm2-135m, qwen2.5-coder-1.5b) or a .gguf path "
+                                              "(default: settings llm.model, else the registry default).")
+
+
+def build_llm(settings: Settings, backend: str | None = None, model: str | None = None) -> LLM | None:
+    """The model the settings (or the options) name; None for backend `none`."""
+    cfg = settings.llm
+    backend = backend or cfg.backend
+    if backend not in BACKENDS:
+        raise LLMError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "none":
+        return None
+    options: dict[str, Any] = {}
+    if backend == "llamacpp":
+        options.update({k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v})
+    elif backend == "openai":
+        options.update({k: v for k, v in (("base_url", cfg.base_url), ("api_key", cfg.api_key)) if v})
+        options["schema_mode"] = cfg.schema_mode
+    elif backend == "transformers" and cfg.adapter_dir:
+        options["adapter_dir"] = cfg.adapter_dir
+    return make_llm(backend, model or cfg.model, settings.models_dir, **options)
+
+
+def extract(
+    ids: list[str] | None = typer.Argument(None, help="Record ids (pubmed:123, 123, NCT01234567). Default: every "
+                                               "active record not yet extracted with this model and prompt."),
+    since: str | None = typer.Option(None, "--since", help="Only records added or revised in the catalog on or after "
+                                                    "DATE (YYYY-MM-DD)."),
+    backend: str | None = BackendOpt,
+    model: str | None = ModelOpt,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Extract at most this many records."),
+    batch_size: int = typer.Option(10, "--batch-size", min=1, help="Records stored per transaction."),
+    force: bool = typer.Option(False, "--force", help="Extract again even when a cached result exists."),
+    max_tokens: int = typer.Option(DEFAULT_MAX_TOKENS, "--max-tokens", min=64, help="Model output limit."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Extract findings (design, population, arms, outcomes with estimates, conclusion, quotes).
+
+    Rules always run; with a model its answer is verified (numbers must occur in the record, quotes
+    must be verbatim) and what fails is dropped and listed. Cached per (record version, model,
+    prompt id): re-running skips done records, so an interrupted run resumes.
+
+    With IDS and --json: the findings object for one id (the published schema,
+    synthesis/schemas/findings.schema.json), a list for several. Without IDS: a run summary.
+
+    Examples:
+      oncolit extract pubmed:22663011 --json --backend none
+      oncolit extract pubmed:22663011 --json --model smollm2-135m
+      oncolit extract --since 2026-11-01 --limit 200
+    """
+    settings = get_settings()
+    day = parse_day(since, "--since")
+    llm = build_llm(settings, backend, model)
+    try:
+        with open_catalog() as catalog:
+            if ids:
+                results = _by_ids(catalog, [normalise_id(i) for i in ids], llm, force, max_tokens)
+                _emit_results(results, as_json)
+            else:
+                summary = _run(catalog, llm, day, limit, batch_size, force, max_tokens)
+                emit(summary, as_json, _summary_text(summary))
+    finally:
+        if llm is not None:
+            llm.close()
+
+
+def _by_ids(catalog: Catalog, ids: list[str], llm: LLM | None, force: bool,
+            max_tokens: int) -> list[tuple[ExtractionResult, Grade]]:
+    out = []
+    with progress_bar("extracting", total=len(ids)) as bar:
+        for rid in ids:
+            out.append(store.extract_cached(catalog, rid, llm, force=force, max_tokens=max_tokens))
+            bar.advance(bar.task_ids[0])
+    return out
+
+
+def _run(catalog: Catalog, llm: LLM | None, since: dt.date | None, limit: int | None, batch_size: int, force: bool,
+         max_tokens: int) -> dict[str, Any]:
+    """The batch run: records lacking a result for this model and prompt, in batches."""
+    started = time.perf_counter()
+    model, prompt_id = article_cache_key(llm)
+    work = store.lacking(catalog, model, prompt_id, kind="article", since=since, limit=limit, include_done=force)
+    if limit is None or len(work) < limit:
+        work += store.lacking(catalog, REGISTRY, TRIAL_ID, kind="trial", since=since, include_done=force,
+                              limit=None if limit is None else limit - len(work))
+    counts = {"records": len(work), "extracted": 0, "cached": 0, "failed": 0, "dropped_fields": 0}
+    errors: list[str] = []
+    with progress_bar(f"extracting ({model})", total=len(work)) as bar:
+        task = bar.task_ids[0]
+        for i in range(0, len(work), batch_size):
+            batch = [rid for rid, _ in work[i:i + batch_size]]
+            try:
+                done = store.extract_batch(catalog, batch, llm, force=force, max_tokens=max_tokens)
+            except LLMError as exc:
+                counts["failed"] += len(batch)
+                errors.append(f"{batch[0]}..{batch[-1]}: {exc}")
+                bar.advance(task, len(batch))
+                continue
+            for result, _grade in done:
+                counts["cached" if result.cached else "extracted"] += 1
+                counts["dropped_fields"] += len(result.dropped)
+            bar.advance(task, len(batch))
+    return {**counts, "model": model, "prompt_id": prompt_id, "seconds": round(time.perf_counter() - started, 2),
+            "errors": errors[:20]}
+
+
+def _emit_results(results: list[tuple[ExtractionResult, Grade]], as_json: bool) -> None:
+    objects = [findings_json(r.findings) for r, _ in results]
+    data: Any = objects[0] if len(objects) == 1 else objects
+    lines = []
+    for result, graded in results:
+        f = result.findings
+        design = f.design.replace("_", " ") if f.design else "design unknown"
+        lines.append(f"{f.record_id} v{f.version}  {design}{' phase ' + f.phase if f.phase else ''}  level "
+                     f"{graded.level}  {len(f.outcomes)} outcomes, {len(result.dropped)} dropped  "
+                     f"({result.backend}, {'cached' if result.cached else f'{result.seconds:.2f} s'})")
+        for o in f.outcomes[:6]:
+            value = o.value if o.value is not None else " vs ".join("NR" if v is None else f"{v:g}"
+                                                                      for v in o.arm_values)
+            ci = f" (95% CI {o.ci_low:g}-{o.ci_high:g})" if o.ci_low is not None and o.ci_high is not None else ""
+            lines.append(f"    {o.kind:<6} {o.measure or '':<8} {value}{ci}  [{o.source}]")
+        for d in result.dropped[:10]:
+            lines.append(f"    dropped {d.path}: {d.reason}")
+    emit(data, as_json, "\n".join(lines))
+
+
+def _summary_text(s: dict[str, Any]) -> str:
+    text = (f"{s['records']} records: {s['extracted']} extracted, {s['cached']} cached, {s['failed']} failed; "
+            f"{s['dropped_fields']} fields dropped by verification ({s['model']}, {s['prompt_id']}, {s['seconds']} s)")
+    return "\n".join([text, *s["errors"]])
+
+
+def grade(
+    record_id: str = typer.Argument(..., help="pubmed:123, 123 or NCT01234567."),
+    backend: str | None = BackendOpt,
+    model: str | None = ModelOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Grade a record's evidence and explain it: design, level and every reason with its evidence.
+
+    Levels (strongest first): 1a SR/MA of RCTs, 1b RCT phase III, 2a RCT phase II, 2b non-randomised
+    controlled, 3a cohort, 3b case-control, 4a single-arm / cross-sectional, 4b case series/report,
+    5 preclinical / narrative / opinion. See synthesis/GRADING.md.
+
+    Examples:
+      oncolit grade pubmed:22663011 --backend none
+      oncolit grade NCT02576665 --json
+    """
+    settings = get_settings()
+    llm = build_llm(settings, backend, model)
+    try:
+        with open_catalog() as catalog:
+            result, graded = store.extract_cached(catalog, normalise_id(record_id), llm)
+    finally:
+        if llm is not None:
+            llm.close()
+    data = {**graded.model_dump(mode="json"), "extraction": result.findings.extraction.model_dump(mode="json")}
+    emit(data, as_json, explain(graded))
