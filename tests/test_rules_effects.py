@@ -453,3 +453,10 @@ def test_real_abstracts_spans_slice_back_and_coverage(shared_data: Path):
             oncology_with_effect += bool(effects)
     assert with_effect / len(rows) > 0.15
     assert oncology_with_effect / oncology > 0.3
+
+
+def test_nejm_bracketed_ci_abbreviation() -> None:
+    text = "(hazard ratio for disease progression or death, 0.45; 95% confidence interval [CI], 0.33 to 0.63; P<0.001)"
+    [effect] = extract_effects(text)
+    assert (effect.measure, effect.value, effect.ci.low, effect.ci.high) == ("HR", 0.45, 0.33, 0.63)
+    assert effect.p is not None and effect.p.value == 0.001

@@ -192,6 +192,7 @@ _CI_AFTER_VALUE = re.compile(
         \s*(?:[,;]\s*)?                                   # "0.62; 95% CI", "0.62, 95% CI"
         (?P<open>[(\[]\s*)?                               # "0.62 (95% CI", "0.62 [0.51"
         (?:(?:with\s+)?(?:an?\s+|the\s+)?(?P<label>{_CI_LABEL}))?
+        (?:\s*[\[(]CI[\])])?                               # NEJM: "95% confidence interval [CI], 0.33 to 0.63"
         \s*(?:[:=,]|\bof\b|\bwas\b|\bfrom\b)?\s*
     )
     (?P<low>{_SNUM})(?:\s*%)?                             # "13%–37%": bounds of a rate
