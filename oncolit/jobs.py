@@ -40,9 +40,16 @@ def _index_sync(settings: Settings, catalog: Catalog) -> dict[str, Any]:
         return sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set).as_dict()
 
 
+def _digests(settings: Settings, catalog: Catalog) -> dict[str, Any]:
+    from oncolit.delivery.run import run_digests
+
+    return run_digests(settings, catalog)
+
+
 # Every follow-on step there is, by name; `settings.schedule.follow_on` picks which run, in order.
 STEPS: dict[str, Step] = {step.name: step for step in (
     Step("index_sync", _index_sync),
+    Step("digests", _digests),  # last: digests read the freshly synced index
 )}
 
 # Set by `oncolit schedule run` on SIGTERM/SIGINT: the running ingest finishes its current batch,

@@ -15,6 +15,8 @@ import platformdirs
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from oncolit.delivery.settings import DigestSettings, SmtpSettings
+
 
 class RetrySettings(BaseModel):
     """How a source treats 429, 5xx, timeouts and unreadable bodies."""
@@ -47,7 +49,7 @@ class CTGovSettings(BaseModel):
 class ScheduleSettings(BaseModel):
     ingest_cron: str = Field("0 6 * * *", description="Default cron for each saved search (daily 06:00).")
     timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
-    follow_on: list[str] = Field(["index_sync"], description="Steps run after each ingest, in order "
+    follow_on: list[str] = Field(["index_sync", "digests"], description="Steps run after each ingest, in order "
                                                              "(from oncolit.jobs.STEPS).")
     misfire_grace_seconds: int | None = Field(
         None, ge=1, description="How late a missed run may still start; None = however late (a run missed while "
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -151,7 +155,8 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets blanked, for logs and eval stamps."""
         data = self.model_dump(mode="json")
-        for section, key in (("pubmed", "api_key"), ("llm", "api_key"), ("index", "qdrant_api_key")):
+        for section, key in (("pubmed", "api_key"), ("llm", "api_key"), ("index", "qdrant_api_key"),
+                             ("smtp", "password")):
             if data[section].get(key):
                 data[section][key] = "***"
         return data
