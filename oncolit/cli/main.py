@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import demo_cmd, digest_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
+from oncolit.cli import ask_cmd, demo_cmd, digest_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
@@ -27,6 +27,8 @@ app.command("extract")(synthesis_cmd.extract)
 app.command("grade")(synthesis_cmd.grade)
 app.add_typer(digest_cmd.subscribers_app, name="subscribers")
 app.command("digest")(digest_cmd.digest)
+app.command("ask")(ask_cmd.ask)
+app.command("serve")(ask_cmd.serve)
 app.command("demo")(demo_cmd.demo)
 
 

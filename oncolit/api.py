@@ -1,0 +1,79 @@
+"""The HTTP API: `create_app(settings)` builds the FastAPI app (OpenAPI docs at /docs and /redoc).
+
+    POST /ask            a cited answer (or insufficient evidence + the closest records)
+    GET  /search         ranked records with the matching passage
+    GET  /records/{id}   one catalog record
+    GET  /healthz        liveness and what is loaded
+
+Serve it with `oncolit serve` (uvicorn). The catalog, index and LLM are opened once, when the app
+starts, on the one worker thread that then runs every blocking call (see `oncolit.api_routes`),
+and closed when it stops. Routes live in `oncolit.api_routes`, one module per area; add a module
+with a `router` and list it in `ROUTERS`.
+
+Errors: OncoLit's own errors become JSON `{"error": <kind>, "detail": <one line>}` with a fitting
+status (404 for a record that does not exist, 503 for a model that cannot run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ingest.errors import ConfigError, OncoLitError, RecordNotFound
+from oncolit import __version__
+from oncolit.api_routes import ask, health, records, search
+from oncolit.api_routes.resources import open_resources
+from oncolit.settings import Settings
+from synthesis.llm import LLM, LLMError
+
+ROUTERS = (ask.router, search.router, records.router, health.router)
+
+# (error class, HTTP status, the "error" field); the first match wins.
+ERRORS: tuple[tuple[type[OncoLitError], int, str], ...] = (
+    (RecordNotFound, 404, "not_found"),
+    (LLMError, 503, "model_unavailable"),
+    (ConfigError, 500, "configuration"),
+    (OncoLitError, 500, "internal"),
+)
+
+
+def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
+    """The API over the catalog and index that `settings` point at. An `llm` passed in is used
+    instead of building one from settings (and stays the caller's to close). The embedder is always
+    built here, on the worker thread: its SQLite cache may only be used by the thread that opened it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oncolit-api")
+        stack = ExitStack()
+        try:
+            app.state.resources = await loop.run_in_executor(
+                pool, lambda: stack.enter_context(open_resources(settings, llm=llm)))
+            app.state.worker = pool
+            yield
+        finally:
+            await loop.run_in_executor(pool, stack.close)
+            pool.shutdown(wait=True)
+
+    app = FastAPI(title="OncoLit", version=__version__, lifespan=lifespan,
+                  description="A living, searchable, cited oncology evidence base. Every citation in an answer "
+                              "resolves to a catalog record, and every number in a generated sentence appears "
+                              "in the cited record's text.")
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.exception_handler(OncoLitError)
+    async def _oncolit_error(request: Request, exc: OncoLitError) -> JSONResponse:
+        for cls, status, kind in ERRORS:
+            if isinstance(exc, cls):
+                return JSONResponse({"error": kind, "detail": str(exc)}, status_code=status)
+        return JSONResponse({"error": "internal", "detail": str(exc)}, status_code=500)  # pragma: no cover
+
+    return app

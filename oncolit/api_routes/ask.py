@@ -1,0 +1,53 @@
+"""POST /ask: a cited answer to a question, or "insufficient evidence" with the closest records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from oncolit.api_routes.deps import Filters, in_worker, resources
+from synthesis.answer import answer
+
+router = APIRouter(tags=["answers"])
+
+
+class AskRequest(BaseModel):
+    question: str = Field(..., min_length=3, max_length=1000,
+                          examples=["Does trametinib improve progression-free survival in BRAF V600 melanoma?"])
+    filters: Filters = Field(default_factory=Filters)
+    limit: int = Field(8, ge=1, le=20, description="Records retrieved to answer from.")
+
+
+class Citation(BaseModel):
+    id: str = Field(description="Catalog record id: pubmed:<PMID> or ctgov:<NCT id>.")
+    tag: str = Field(description="How the answer text cites it: [PMID:…] or [NCT…].")
+    title: str
+    quote: str = Field(description="A sentence of the record, verbatim, that supports the answer.")
+    score: float
+    flags: list[str] = Field([], description="retracted / withdrawn / excluded: shown wherever the record is.")
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str = Field(description="2-4 sentences, each ending with citations; every number is in a cited record.")
+    citations: list[Citation]
+    insufficient_evidence: bool
+    closest: list[dict[str, Any]] = Field(description="When evidence is insufficient: the closest records.")
+    dropped: int = Field(description="Generated sentences dropped by the citation check.")
+    replaced: int = Field(description="Generated sentences replaced by a verbatim quote.")
+    model: str
+    prompt_id: str
+    seconds: float
+    mode: str
+    support: dict[str, Any]
+    sentences: list[dict[str, Any]]
+
+
+@router.post("/ask", response_model=AnswerOut, summary="Answer a question with verified citations")
+async def ask(body: AskRequest, request: Request) -> dict[str, Any]:
+    res = resources(request)
+    result = await in_worker(request, answer, body.question, res.searcher, res.catalog, res.llm,
+                             filters=body.filters.search_filter(), limit=body.limit)
+    return result.as_dict()

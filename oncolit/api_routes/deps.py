@@ -1,0 +1,54 @@
+"""Shared route plumbing: the app's resources, the worker thread, request models for filters."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, Field
+
+from index.store import SearchFilter
+from oncolit.api_routes.resources import Resources
+
+T = TypeVar("T")
+
+
+def resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def worker(request: Request) -> ThreadPoolExecutor:
+    return request.app.state.worker
+
+
+async def in_worker(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking `fn` on the thread that owns the resources."""
+    return await asyncio.get_running_loop().run_in_executor(worker(request), partial(fn, *args, **kwargs))
+
+
+class Filters(BaseModel):
+    """What records an answer or a search may draw on. Empty fields do not filter."""
+
+    since: dt.date | None = Field(None, description="Published (trials: first posted) on or after this day.")
+    until: dt.date | None = Field(None, description="Published on or before this day.")
+    type: Literal["article", "trial"] | None = Field(None, description="Record type.")
+    design: list[str] = Field([], description="Study designs (rct, meta_analysis, cohort, ...), any of.")
+    status: list[str] = Field([], description="Trial statuses (RECRUITING, COMPLETED, ...), any of.")
+    phase: list[str] = Field([], description="Trial phases (PHASE2, PHASE3, ...), any of.")
+    language: list[str] = Field([], description="Language codes (eng, fre, ...), any of.")
+    site: list[str] = Field([], description="Cancer sites / MeSH terms, any of.")
+    max_level: int | None = Field(None, ge=1, description="Keep evidence levels up to this one (1 = strongest).")
+    include_retracted: bool = Field(False, description="Also draw on retracted records (flagged).")
+
+    def search_filter(self) -> SearchFilter:
+        return SearchFilter(record_types=(self.type,) if self.type else (), published_from=self.since,
+                            published_to=self.until, designs=tuple(self.design),
+                            trial_status_any=tuple(s.upper() for s in self.status),
+                            phases_any=tuple(p.upper() for p in self.phase), languages=tuple(self.language),
+                            mesh_any=tuple(self.site), max_evidence_level=self.max_level,
+                            include_retracted=self.include_retracted)

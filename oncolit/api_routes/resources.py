@@ -1,0 +1,73 @@
+"""What the answering surfaces (HTTP API, `oncolit ask`) open once and share: the catalog, the index
+(searcher) and the language model, built from settings.
+
+`llm_from_settings` maps the `[llm]` settings onto `make_llm` options; it belongs with the other
+builders in `oncolit.wiring` and can move there unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.catalog import Catalog
+from oncolit.settings import Settings
+from oncolit.wiring import IndexHandle, open_index
+from synthesis.llm import LLM, ModelNotFound, make_llm
+from synthesis.llm.none_backend import NoneLLM
+
+log = logging.getLogger(__name__)
+
+
+def llm_from_settings(settings: Settings, backend: str | None = None, model: str | None = None) -> LLM:
+    """The configured LLM (`backend`/`model` override the settings). Not loaded for backend none."""
+    cfg = settings.llm
+    backend = backend or cfg.backend
+    options: dict[str, Any] = {}
+    if backend == "llamacpp":
+        options = {k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v is not None}
+    elif backend == "openai":
+        options = {"base_url": cfg.base_url, "api_key": cfg.api_key, "schema_mode": cfg.schema_mode}
+    elif backend == "transformers" and cfg.adapter_dir:
+        options = {"adapter_dir": cfg.adapter_dir}
+    return make_llm(backend, model or cfg.model, settings.models_dir, **options)
+
+
+def llm_or_extractive(settings: Settings, backend: str | None = None, model: str | None = None) -> LLM:
+    """`llm_from_settings`, except that a configured (not explicitly asked-for) model that was never
+    pulled degrades to extractive answers with a warning instead of failing every question."""
+    try:
+        return llm_from_settings(settings, backend, model)
+    except ModelNotFound as exc:
+        if backend or model:
+            raise
+        log.warning("%s; answering extractively (pull the model with `oncolit models pull`, or set "
+                    "ONCOLIT_LLM__BACKEND=none to silence this)", exc)
+        return NoneLLM()
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    catalog: Catalog
+    index: IndexHandle
+    searcher: Any
+    llm: LLM
+
+
+@contextmanager
+def open_resources(settings: Settings, *, embedder: Any = None, llm: LLM | None = None,
+                   backend: str | None = None, model: str | None = None) -> Iterator[Resources]:
+    """Catalog, index and LLM, closed in reverse order. An `embedder` or `llm` passed in stays the
+    caller's to close."""
+    with ExitStack() as stack:
+        settings.ensure_data_dir()
+        catalog = stack.enter_context(Catalog(settings.resolved_catalog_url))
+        handle = stack.enter_context(open_index(settings, embedder=embedder))
+        if llm is None:
+            llm = llm_or_extractive(settings, backend, model)
+            stack.callback(llm.close)
+        yield Resources(settings, catalog, handle, handle.searcher(), llm)
