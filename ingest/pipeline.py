@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.catalog import Catalog
+from ingest.curation import evaluate_batch
 from ingest.errors import OncoLitError
 
 
@@ -134,6 +135,7 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
                 raise IngestInterrupted(f"stopped on request after {summary.batches} committed batches; "
                                         "the next run redoes the rest of the window")
             counts = catalog.ingest_batch(batch.items, summary.run_id)
+            evaluate_batch(catalog, batch.items)  # librarians' include/exclude rules, at ingest time
             summary.counts.update(counts)
             summary.missing.extend(batch.info.get("missing") or [])
             summary.batches += 1

@@ -68,6 +68,9 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
                               "in the cited record's text.")
     for router in ROUTERS:
         app.include_router(router)
+    from oncolit.web import create_router  # librarian JSON routes and pages share the app's resources
+
+    app.include_router(create_router(settings))
 
     @app.exception_handler(OncoLitError)
     async def _oncolit_error(request: Request, exc: OncoLitError) -> JSONResponse:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.catalog import Catalog
+from ingest.curation import Curation
 from ingest.lock import LockBusy, ProcessLock
 from ingest.pipeline import run_search
 from oncolit.settings import Settings
@@ -37,7 +38,8 @@ def _index_sync(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     from oncolit.wiring import open_index
 
     with open_index(settings) as handle:
-        return sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set).as_dict()
+        return sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set,
+                    is_excluded=Curation(catalog).exclusions().__contains__).as_dict()
 
 
 def _digests(settings: Settings, catalog: Catalog) -> dict[str, Any]:

@@ -374,6 +374,8 @@ def evidence_weight(rank: int) -> float:
 
 
 def novelty(c: Candidate, period_end: dt.date) -> tuple[float, str]:
+    if c.reason == "pinned":
+        return NOVELTY["new"], "pinned by a librarian"
     if c.reason == "new":
         published = c.record.published if isinstance(c.record, Article) else (
             c.record.first_posted.as_date() if c.record.first_posted else None)
@@ -775,8 +777,12 @@ def topic_inputs(catalog: Catalog, topics: Sequence[Topic]) -> list[TopicInput]:
 def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, period_end: dt.date,
                  min_level: str | None = None, alert_ids: Iterable[str] = (), scorer: SemanticScorer | None = None,
                  llm: LLM | None = None, config: DigestConfig = DigestConfig(),
-                 pool: list[Candidate] | None = None) -> dict[str, Any]:
-    """The digest document (JSON-ready): alerts, topics with items and overviews, counts, cited ids."""
+                 pool: list[Candidate] | None = None, pinned: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The digest document (JSON-ready): alerts, topics with items and overviews, counts, cited ids.
+
+    `pinned` (topic name -> record ids, from librarians) are always featured in that topic, first,
+    whatever the window, relevance, evidence floor or length cap; retracted ones still are not.
+    """
     from synthesis.store import extract_batch  # findings + grades, rules only, cached in the catalog
 
     pool = candidates(catalog, window) if pool is None else pool
@@ -788,6 +794,14 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             if score >= config.min_relevance and score > best.get(rid, (-1.0, 0))[0]:
                 best[rid] = (score, i)
     by_id = {c.record_id: c for c in pool}
+    pins = {rid: i for i, ti in enumerate(inputs) for rid in (pinned or {}).get(ti.topic.name, [])}
+    missing = [rid for rid in pins if rid not in by_id]
+    for row, record in catalog.iter_records(missing, active_only=True) if missing else ():
+        if not row["retracted"] and isinstance(record, (Article, Trial)):
+            by_id[row["id"]] = _candidate(row["id"], record, row["current_version"], "pinned", [])
+    for rid, i in pins.items():
+        if rid in by_id:
+            best[rid] = (1.0, i)
     graded = {result.findings.record_id: (result, g) for result, g in extract_batch(catalog, sorted(best), None)}
     level = normalise_level(min_level)
     limit_rank = RANK[level] if level else len(LADDER)
@@ -802,7 +816,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
         if g is None or g.excluded:
             counts["excluded"] += 1
             continue
-        if g.rank > limit_rank:
+        if g.rank > limit_rank and rid not in pins:
             counts["below_level"] += 1
             continue
         query = inputs[ti_index].topic.text(inputs[ti_index].search_query)
@@ -829,16 +843,17 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
                         for ch in c.changes],
             "score": score, "relevance": rel, "evidence_weight": round(weight, 4), "novelty": nov,
             "version": c.version, "published": _iso(c.record.published) if isinstance(c.record, Article) else None,
+            "pinned": rid in pins,
         }
         scored.append((score, ti_index, item, rid))
-    scored.sort(key=lambda s: (-s[0], s[3]))
+    scored.sort(key=lambda s: (not s[2]["pinned"], -s[0], s[3]))
     # Cap: per topic first, then the whole digest; what is cut is counted as "more".
     per_topic: dict[int, list[dict[str, Any]]] = {}
     more: dict[int, int] = {}
     shown_total = 0
     for _score, ti_index, item, _rid in scored:
         bucket = per_topic.setdefault(ti_index, [])
-        if len(bucket) < config.max_items_per_topic and shown_total < config.max_items:
+        if item["pinned"] or (len(bucket) < config.max_items_per_topic and shown_total < config.max_items):
             bucket.append(item)
             shown_total += 1
         else:

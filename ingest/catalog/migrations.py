@@ -12,6 +12,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, inspect, select
 
 from ingest.catalog import schema
+from ingest.curation.migrations import m004_curation
 
 Migration = Callable[[Connection], None]
 
@@ -37,6 +38,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_extractions", m002_extractions),
     ("m003_digests", m003_digests),
+    ("m004_curation", m004_curation),
 ]
 
 

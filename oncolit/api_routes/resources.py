@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.catalog import Catalog
+from ingest.curation import CuratedSearcher, Curation
 from oncolit.settings import Settings
 from oncolit.wiring import IndexHandle, open_index
 from synthesis.llm import LLM, ModelNotFound, make_llm
@@ -70,4 +71,6 @@ def open_resources(settings: Settings, *, embedder: Any = None, llm: LLM | None 
         if llm is None:
             llm = llm_or_extractive(settings, backend, model)
             stack.callback(llm.close)
-        yield Resources(settings, catalog, handle, handle.searcher(), llm)
+        # Librarians' exclusions apply at read time too: excluded records never reach a reader.
+        searcher = CuratedSearcher(handle.searcher(), Curation(catalog))
+        yield Resources(settings, catalog, handle, searcher, llm)

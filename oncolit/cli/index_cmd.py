@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from index.store import SearchFilter
+from ingest.curation import Curation
 from index.sync import rebuild as rebuild_index
 from index.sync import sync as sync_index
 from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
@@ -25,6 +26,7 @@ def run_sync(*, full: bool = False) -> dict[str, Any]:
         with progress_bar("index sync") as bar:
             op = rebuild_index if full else sync_index
             report = op(catalog, handle, batch_size=settings.index.sync_batch_size,
+                        is_excluded=Curation(catalog).exclusions().__contains__,
                         progress=lambda n: bar.advance(bar.task_ids[0], n))
         data = report.as_dict()
         data["points_total"] = handle.store.count()

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import ask_cmd, demo_cmd, digest_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
+from oncolit.cli import ask_cmd, curate_cmd, demo_cmd, digest_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
@@ -29,6 +29,7 @@ app.add_typer(digest_cmd.subscribers_app, name="subscribers")
 app.command("digest")(digest_cmd.digest)
 app.command("ask")(ask_cmd.ask)
 app.command("serve")(ask_cmd.serve)
+app.add_typer(curate_cmd.app, name="curate")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.catalog import Catalog
+from ingest.curation import Curation, without_excluded
 from ingest.lock import LockBusy, ProcessLock
 from oncolit.delivery import render, sendlog
 from oncolit.delivery.settings import DigestSettings, SmtpSettings, delivery_settings, sender_domain
@@ -128,13 +129,15 @@ def build(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now:
     previous = sendlog.previous_digest(catalog, sub.id, period.key)
     window = window_after(catalog, previous.to_time if previous else None, cfg.first_lookback_days)
     key = (window.from_time, window.to_time)
-    if key not in resources.pools:
-        resources.pools[key] = candidates(catalog, window)
+    curation = Curation(catalog)
+    if key not in resources.pools:  # librarians' exclusions: excluded records never reach a digest
+        resources.pools[key] = without_excluded(curation, candidates(catalog, window))
     pool = resources.pools[key]
     content = build_digest(catalog, sub.topics, window, period_end=period.end, min_level=sub.min_level,
                            alert_ids=sendlog.alert_candidates(catalog, sub.id),
                            scorer=resources.scorer() if pool else None,
-                           llm=resources.llm() if pool and cfg.overview else None, config=_config(cfg), pool=pool)
+                           llm=resources.llm() if pool and cfg.overview else None, config=_config(cfg), pool=pool,
+                           pinned=curation.pins())
     domain = cfg.message_id_domain or sender_domain(smtp_cfg)
     mailto = cfg.unsubscribe_mailto or smtp_cfg.sender
     unsubscribe = render.list_unsubscribe(sub.token, url_template=cfg.unsubscribe_url, mailto=mailto)
