@@ -17,11 +17,17 @@ import typer
 from ingest.errors import OncoLitError
 from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog
 from oncolit.wiring import open_source
+from synthesis.digest import Topic
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # The recorded PubMed files simulate daily arrival over these weekdays (see shared/data/README.md).
 DEMO_UNTIL = dt.date(2026, 11, 27)
 DEMO_QUESTION = "BRAF V600 mutant melanoma treated with a MEK inhibitor"
+DEMO_ASK = "Does MEK inhibition with trametinib improve progression-free survival in BRAF V600 melanoma?"
+DEMO_SUBSCRIBER = "demo.oncologist@example.org"
+DEMO_TOPICS = [Topic(name="Melanoma", query="melanoma BRAF MEK immunotherapy", sites=[]),
+               Topic(name="Lung cancer", query="non-small cell lung cancer EGFR", sites=[]),
+               Topic(name="Breast cancer", query="breast cancer sentinel node chemotherapy", sites=[])]
 DEMO_SEARCHES = [
     # (name, source, query, first day of the window)
     ("oncology-pubmed", "pubmed", "cancer OR neoplasms OR tumor OR tumour OR carcinoma OR melanoma OR leukemia "
@@ -37,6 +43,7 @@ def demo(
 ) -> None:
     """Run the main job (ingest -> ...) against the recorded data through the local replay server."""
     from ingest.ctgov_json import iter_ctgov_path
+    from ingest.pubmed_xml import iter_pubmed_file
     from ingest.pipeline import run_files, run_search
     from ingest.replay import ReplayServer
 
@@ -60,6 +67,12 @@ def demo(
             with open_source(source, replayed) as client:
                 summary = run_search(catalog, client, search=catalog.get_search(name), until=DEMO_UNTIL)
             report["steps"].append({"step": f"ingest {source} {name}", **summary.as_dict()})
+        # Bulk path: real efetch responses recorded from PubMed (older entry dates than the window).
+        real = shared / "pubmed" / "real"
+        recorded_xml = [real / "biomcp" / "efetch_citation_22663011.xml",
+                        *sorted((real / "biopython" / "entrez").glob("pubmed*.xml"))]
+        summary = run_files(catalog, "pubmed", recorded_xml, iter_pubmed_file)
+        report["steps"].append({"step": "ingest pubmed-files recorded efetch", **summary.as_dict()})
         # Bulk path: oncology studies recorded from the live API (melanoma, NSCLC EGFR, pembrolizumab).
         recorded = sorted(p for p in (ctgov_dir / "biomcp").glob("*.json") if p.name.startswith(("get_", "search_")))
         summary = run_files(catalog, "ctgov", recorded, iter_ctgov_path)
@@ -74,10 +87,33 @@ def demo(
     with open_index(settings) as handle:
         hits = handle.searcher().search(DEMO_QUESTION, limit=3)
     report["search"] = {"query": DEMO_QUESTION, "results": [h.as_dict() for h in hits]}
+
+    # The end of the chain: a digest for a demo subscriber (written as files, not sent) ...
+    from oncolit.api_routes.resources import llm_or_extractive, open_resources
+    from oncolit.delivery.run import run_digests
+    from oncolit.delivery.subscribers import add_subscriber, list_subscribers
+    from synthesis.answer import answer
+    from synthesis.digest import Topic
+
+    out_dir = settings.data_dir / "demo-digests"
+    with open_catalog() as catalog:
+        if not any(sub.email == DEMO_SUBSCRIBER for sub in list_subscribers(catalog)):
+            add_subscriber(catalog, DEMO_SUBSCRIBER, DEMO_TOPICS, name="Demo Oncologist", min_level=None)
+        subscriber = next(sub for sub in list_subscribers(catalog) if sub.email == DEMO_SUBSCRIBER)
+        digest = run_digests(settings, catalog, subscribers=[subscriber], day=DEMO_UNTIL, dry_run=True,
+                             out_dir=out_dir, llm=llm_or_extractive(settings))
+    report["digest"] = digest
+    # ... and one question answered with verified citations.
+    with open_resources(settings) as res:
+        report["answer"] = answer(DEMO_ASK, res.searcher, res.catalog, res.llm).as_dict()
     text = "\n".join(
         f"{s['step']}: {json.dumps(s['counts'])} window {s['window']}" if "counts" in s else
         f"{s['step']}: {s['records_indexed']} records indexed, {s['points_total']} points ({s['timings']['total']}s)"
         for s in report["steps"])
     text += f"\nsearch {DEMO_QUESTION!r}:\n" + "\n".join(
         f"  {r['rank']}. {r['record_id']} {r['title'][:90]}" for r in report["search"]["results"])
+    written = [r for r in report["digest"].get("results", [])]
+    text += "\ndigest: " + "; ".join(f"{r['subscriber']}: {r['items']} items -> {r['files'].get('eml', r['status'])}" for r in written)
+    ans = report["answer"]
+    text += f"\nask {DEMO_ASK!r}:\n  {ans['answer'][:600]}\n  cites: {', '.join(c['id'] for c in ans['citations'])}"
     emit(report, as_json, f"{text}\ncatalog: {json.dumps(report['catalog']['total'])}\ndata dir: {settings.data_dir}")
