@@ -268,12 +268,12 @@ def test_model_answer_is_verified_field_by_field(nejm: Article) -> None:
     assert "words that do not occur" in reasons["cancer_type"] and "300" in reasons["n_analysed"]
     assert "verbatim" in reasons["outcomes[2].quote"] and "verbatim" in reasons["conclusion"]
     assert f.population.cancer_type == "BRAF-mutated melanoma" and f.n_analysed is None  # rules kept
-    # the model's HR 0.54 repeats a rule outcome and is not added twice; its verified CI completes the
-    # rule-read PFS hazard ratio, whose CI the rules could not read ("[CI]," layout)
+    # the model's HR 0.54 repeats a rule outcome and is not added twice; the rules read the PFS
+    # hazard ratio with its CI themselves (NEJM's "95% confidence interval [CI], a to b" layout)
     assert sum(1 for o in f.outcomes if o.value == 0.54) == 1
     pfs = next(o for o in f.outcomes if o.measure == "HR" and o.value == 0.45)
-    assert (pfs.source, pfs.ci_low, pfs.ci_high, pfs.p_value) == ("rules+llm", 0.33, 0.63, 0.001)
-    assert f.provenance["outcomes"] == "rules+llm" and "BRAF V600E" in f.population.biomarkers
+    assert (pfs.ci_low, pfs.ci_high, pfs.p_value) == (0.33, 0.63, 0.001)
+    assert "BRAF V600E" in f.population.biomarkers
     assert result.backend == "scripted" and result.prompt_id == EXTRACT_V1.id
     assert_verified(result, nejm)
     (call,) = llm.calls
@@ -289,7 +289,7 @@ def test_model_numbers_must_sit_in_their_own_quote(nejm: Article) -> None:
     reasons = {d.path: d.reason for d in result.dropped}
     assert "not in the outcome's quote" in reasons["outcomes[0].ci_low"]
     pfs = next(o for o in result.findings.outcomes if o.measure == "HR" and o.value == 0.45)
-    assert pfs.ci_low is None and pfs.source == "rules"
+    assert (pfs.ci_low, pfs.ci_high, pfs.source) == (0.33, 0.63, "rules"), "the model's wrong CI never lands"
 
 
 def test_model_fills_what_rules_miss(ei_articles: dict[str, Article]) -> None:
