@@ -8,6 +8,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from eval import cli as eval_cli
 from ingest.errors import OncoLitError
 from oncolit import logs
 from oncolit.cli import ask_cmd, curate_cmd, demo_cmd, digest_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
@@ -30,6 +31,7 @@ app.command("digest")(digest_cmd.digest)
 app.command("ask")(ask_cmd.ask)
 app.command("serve")(ask_cmd.serve)
 app.add_typer(curate_cmd.app, name="curate")
+app.add_typer(eval_cli.app, name="eval")
 app.command("demo")(demo_cmd.demo)
 
 
