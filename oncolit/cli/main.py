@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from eval import cli as eval_cli
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import ask_cmd, curate_cmd, demo_cmd, digest_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
+from oncolit.cli import ask_cmd, curate_cmd, demo_cmd, digest_cmd, finetune_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",
@@ -32,6 +32,7 @@ app.command("ask")(ask_cmd.ask)
 app.command("serve")(ask_cmd.serve)
 app.add_typer(curate_cmd.app, name="curate")
 app.add_typer(eval_cli.app, name="eval")
+app.add_typer(finetune_cmd.app, name="finetune")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -1,0 +1,353 @@
+"""Evaluate a fine-tuned run (or its base, or any registry model) on a held-out split of its dataset.
+
+    oncolit finetune eval RUN [--model tuned|base|qwen2.5-coder-1.5b] [--backend llamacpp|transformers]
+
+Decoding is greedy (temperature 0, seed 0) with a fixed thread count, and llama.cpp constrains the reply to the
+task's JSON schema (the PubMedQA answer is an enum, so the answer is always one of yes/no/maybe), so the same
+split gives the same numbers every time. Results go to `<run>/eval/<split>-<model>-<backend>.json` (metrics,
+the settings that produced them, the code commit) with the per-item predictions beside them (`.items.jsonl`).
+
+Metrics
+- pubmedqa: accuracy, macro-F1 over yes/no/maybe, the confusion matrix (rows gold, columns predicted), the
+  always-"yes" baseline on the same items; for the rationale: share with the item's `[PMID:…]` citation and
+  share whose numbers all occur in the cited record (architecture invariant 4).
+- extraction: runs the product path, `synthesis.extract.extract(record, llm)`, on each held-out record.
+  verified-field rate = claims the verifier kept / claims the model made (strings and numbers; see
+  `data.claim_paths`), on every held-out record the teacher was asked about (kept or not).
+  field F1 = micro F1 of the verified claims against the dataset's target (teacher, verified, with the
+  authors' conclusion), as normalised facts: text fields lower-cased with punctuation collapsed, numbers
+  exact, outcomes as (value | ci_low | ci_high | p_value | direction | kind) facts regardless of their order.
+- throughput: items (records) per minute and generated tokens per second, wall clock on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from synthesis.finetune.data import (
+    ANSWERS,
+    claim_paths,
+    evidence_schema,
+    git_commit,
+    llm_fields,
+    load_split,
+    pubmedqa_schema,
+    read_jsonl,
+    unverified,
+    verified_answer,
+)
+from synthesis.llm.base import LLM, LLMError
+
+Say = Callable[[str], None]
+_CITATION = re.compile(r"\[PMID:(\d+)\]")
+
+
+# ------------------------------------------------------------------------------------------------
+# Classification metrics
+# ------------------------------------------------------------------------------------------------
+
+def classification_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] = ANSWERS) -> dict[str, Any]:
+    """Accuracy, macro-F1 over `labels` (a prediction outside them counts as wrong), confusion matrix."""
+    n = len(gold)
+    confusion = {g: {p: 0 for p in [*labels, "invalid"]} for g in labels}
+    for g, p in zip(gold, pred):
+        confusion[g][p if p in labels else "invalid"] += 1
+    per_class = {}
+    for label in labels:
+        tp = confusion[label][label]
+        fp = sum(confusion[g][label] for g in labels if g != label)
+        fn = sum(confusion[label][p] for p in confusion[label] if p != label)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+                            "support": tp + fn}
+    return {"n": n, "accuracy": round(sum(g == p for g, p in zip(gold, pred)) / n, 4) if n else None,
+            "macro_f1": round(sum(c["f1"] for c in per_class.values()) / len(labels), 4),
+            "per_class": per_class, "confusion": confusion,
+            "predicted": dict(Counter(p if p in labels else "invalid" for p in pred))}
+
+
+def parse_choice(text: str, key: str, choices: Sequence[str]) -> str:
+    """The value of `key` in a JSON reply when it is one of `choices`; else the first choice word in the text;
+    else "invalid" (backends without a grammar can answer anything)."""
+    try:
+        value = json.loads(text).get(key)
+        if value in choices:
+            return value
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    match = re.search(r"\b(" + "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True)) + r")\b",
+                      text.lower())
+    return match.group(1) if match else "invalid"
+
+
+# ------------------------------------------------------------------------------------------------
+# Per task
+# ------------------------------------------------------------------------------------------------
+
+def eval_pubmedqa(examples: list[dict[str, Any]], llm: LLM, *, say: Say, max_tokens: int = 96,
+                  sources: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from synthesis.verify import verify_numbers
+
+    schema = pubmedqa_schema() if llm.capabilities.json_schema else None
+    items, gold, pred = [], [], []
+    seconds = tokens = 0.0
+    for i, ex in enumerate(examples):
+        completion = llm.complete(ex["messages"], max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=schema)
+        seconds += completion.seconds
+        tokens += completion.tokens_out
+        answer = parse_choice(completion.text, "answer", ANSWERS)
+        try:
+            rationale = str(json.loads(completion.text).get("rationale") or "")
+        except (json.JSONDecodeError, AttributeError):
+            rationale = completion.text
+        pmid = ex["record_id"].split(":", 1)[1]
+        cited = _CITATION.findall(rationale)
+        source = (sources or {}).get(ex["record_id"], ex["messages"][-1]["content"])
+        numbers_ok = verify_numbers(rationale, source)[0] if rationale else False
+        items.append({"id": ex["id"], "gold": ex["label"], "pred": answer, "rationale": rationale[:400],
+                      "cites_record": cited == [pmid] or (pmid in cited and set(cited) == {pmid}),
+                      "numbers_verified": numbers_ok, "seconds": round(completion.seconds, 3)})
+        gold.append(ex["label"])
+        pred.append(answer)
+        if (i + 1) % 10 == 0:
+            say(f"{i + 1}/{len(examples)}: accuracy so far {sum(g == p for g, p in zip(gold, pred)) / len(gold):.3f}")
+    metrics = classification_metrics(gold, pred)
+    always_yes = classification_metrics(gold, ["yes"] * len(gold))
+    metrics["always_yes"] = {"accuracy": always_yes["accuracy"], "macro_f1": always_yes["macro_f1"]}
+    metrics["rationale"] = {"cites_record": _share(items, "cites_record"),
+                            "numbers_verified": _share(items, "numbers_verified")}
+    metrics["throughput"] = _throughput(len(items), seconds, tokens)
+    return metrics, items
+
+
+def eval_evidence(examples: list[dict[str, Any]], llm: LLM, *, say: Say,
+                  max_tokens: int = 160) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from synthesis.verify import find_quote
+    from synthesis.finetune.data import DIRECTIONS
+
+    schema = evidence_schema() if llm.capabilities.json_schema else None
+    items, gold, pred, seconds, tokens = [], [], [], 0.0, 0.0
+    for ex in examples:
+        completion = llm.complete(ex["messages"], max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=schema)
+        seconds, tokens = seconds + completion.seconds, tokens + completion.tokens_out
+        direction = parse_choice(completion.text, "direction", DIRECTIONS)
+        try:
+            evidence = str(json.loads(completion.text).get("evidence") or "")
+        except (json.JSONDecodeError, AttributeError):
+            evidence = ""
+        verbatim = bool(evidence) and find_quote(evidence, ex["messages"][-1]["content"]) is not None
+        items.append({"id": ex["id"], "gold": ex["label"], "pred": direction, "evidence_verbatim": verbatim})
+        gold.append(ex["label"])
+        pred.append(direction)
+    metrics = classification_metrics(gold, pred, DIRECTIONS)
+    metrics["evidence_verbatim"] = _share(items, "evidence_verbatim")
+    metrics["throughput"] = _throughput(len(items), seconds, tokens)
+    return metrics, items
+
+
+def _norm_text(value: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+(?:\.[0-9]+)?", value.lower()))
+
+
+def facts(answer: dict[str, Any]) -> Counter[tuple[str, str]]:
+    """An LLM findings answer as a multiset of comparable facts (see the module docstring): every string (except
+    outcome names and quotes, whose extent varies) and number under the schema's keys, outcome enums but "other"."""
+    out: Counter[tuple[str, str]] = Counter()
+    if not isinstance(answer, dict):
+        return out
+    top, sub = llm_fields()
+
+    def fact(key: str, value: Any) -> None:
+        if isinstance(value, str) and value.strip():
+            out[(key, _norm_text(value))] += 1
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[(key, repr(float(value)))] += 1
+
+    for key in top:
+        value = answer.get(key)
+        if key == "outcomes" and isinstance(value, list):
+            for outcome in value:
+                if not isinstance(outcome, dict):
+                    continue
+                for k in sub:
+                    if k in ("name", "quote") or (k in ("kind", "measure") and outcome.get(k) == "other"):
+                        continue
+                    fact(f"outcome.{k}", outcome.get(k))
+        elif isinstance(value, list):
+            for v in value:
+                fact(key, v)
+        else:
+            fact(key, value)
+    return out
+
+
+def eval_extraction(examples: list[dict[str, Any]], llm: LLM, *, say: Say,
+                    extra_records: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`examples` carry a target (F1 and verified rate); `extra_records` (teacher rejected) only the verified rate."""
+    from ingest.records.article import Article
+    from synthesis.extract import extract
+    from synthesis.finetune.data import RecordingLLM
+
+    recorder = RecordingLLM(llm)
+    items = []
+    tp = n_pred = n_gold = claims = kept = parse_failures = 0
+    seconds = tokens = 0.0
+    rows = [(ex, True) for ex in examples] + [(r, False) for r in (extra_records or [])]
+    for i, (row, has_target) in enumerate(rows):
+        article = Article.model_validate(row["record"])
+        recorder.last = None
+        started = time.perf_counter()
+        result = extract(article, recorder)
+        seconds += time.perf_counter() - started
+        tokens += result.tokens.get("out", 0)
+        try:
+            answer = json.loads(recorder.last[1].text) if recorder.last else None
+        except json.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            parse_failures += 1
+            answer = {}
+        paths = claim_paths(answer)
+        gone = unverified(paths, result.dropped)
+        claims, kept = claims + len(paths), kept + len(paths) - len(gone)
+        item = {"record_id": row["record_id"], "claims": len(paths), "verified": len(paths) - len(gone),
+                "has_target": has_target}
+        if has_target:
+            pred, gold = facts(verified_answer(answer, result.dropped)), facts(json.loads(row["target"]))
+            overlap = sum((pred & gold).values())
+            tp, n_pred, n_gold = tp + overlap, n_pred + sum(pred.values()), n_gold + sum(gold.values())
+            item.update({"facts_pred": sum(pred.values()), "facts_gold": sum(gold.values()), "facts_match": overlap})
+        items.append(item)
+        if (i + 1) % 5 == 0:
+            say(f"{i + 1}/{len(rows)}: verified-field rate so far {kept / max(claims, 1):.3f}")
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    metrics = {
+        "records": len(rows), "records_with_target": len(examples),
+        "claims": claims, "claims_verified": kept,
+        "verified_field_rate": round(kept / claims, 4) if claims else None,
+        "claims_per_record": round(claims / len(rows), 2) if rows else None,
+        "parse_failures": parse_failures,
+        "field_precision": round(precision, 4), "field_recall": round(recall, 4),
+        "field_f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
+        "throughput": _throughput(len(rows), seconds, tokens),
+    }
+    return metrics, items
+
+
+def _share(items: list[dict[str, Any]], key: str) -> float | None:
+    return round(sum(bool(i[key]) for i in items) / len(items), 4) if items else None
+
+
+def _throughput(n: int, seconds: float, tokens: float) -> dict[str, Any]:
+    return {"items": n, "seconds": round(seconds, 1),
+            "items_per_minute": round(60 * n / seconds, 2) if seconds else None,
+            "tokens_out_per_second": round(tokens / seconds, 2) if seconds else None}
+
+
+# ------------------------------------------------------------------------------------------------
+# A run
+# ------------------------------------------------------------------------------------------------
+
+def find_run(run: str | Path, runs_root: Path) -> Path:
+    path = Path(run)
+    if (path / "config.json").is_file():
+        return path
+    if (runs_root / str(run) / "config.json").is_file():
+        return runs_root / str(run)
+    raise FileNotFoundError(f"no run {run!r}: give a run directory or a run name under {runs_root}")
+
+
+def make_eval_llm(run_dir: Path, model: str, backend: str, *, threads: int, n_ctx: int = 4096) -> LLM:
+    """The model to evaluate: "tuned" (this run's adapter), "base" (its base, untuned), or a registry name."""
+    from synthesis.llm import make_llm
+    from synthesis.llm.registry import REGISTRY
+
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    base_file = Path(config["base_path"]) / config["gguf_file"] if config.get("gguf_file") else Path(config["base_path"])
+    if model in REGISTRY:
+        models_dir = Path(config["models_dir"]) if config.get("models_dir") else base_file.parent
+        return make_llm(backend, model, models_dir, **_backend_options(backend, threads, n_ctx))
+    if model not in ("tuned", "base"):
+        raise LLMError(f"--model must be tuned, base or a registry name ({', '.join(REGISTRY)}), not {model!r}")
+    if backend == "llamacpp":
+        from synthesis.llm.llamacpp import LlamaCppLLM
+        path = base_file
+        if model == "tuned":
+            path = run_dir / "model.gguf"
+            if not path.is_file():
+                from synthesis.finetune.export_gguf import export_merged
+                export_merged(base_file, run_dir / "adapter", path)
+        return LlamaCppLLM(path, n_ctx=n_ctx, n_threads=threads, name=f"llamacpp:{run_dir.name}-{model}")
+    if backend == "transformers":
+        from synthesis.llm.transformers_backend import TransformersLLM
+        return TransformersLLM(base_file, adapter_dir=run_dir / "adapter" if model == "tuned" else None,
+                               threads=threads, dtype="float32", name=f"transformers:{run_dir.name}-{model}")
+    raise LLMError(f"backend {backend!r} cannot evaluate a run; use llamacpp or transformers")
+
+
+def _backend_options(backend: str, threads: int, n_ctx: int) -> dict[str, Any]:
+    if backend == "llamacpp":
+        return {"n_threads": threads, "n_ctx": n_ctx, "verify_hash": False}
+    if backend == "transformers":
+        return {"threads": threads, "dtype": "float32"}
+    return {}
+
+
+def evaluate_run(run: str | Path, *, runs_root: Path, split: str = "test", model: str = "tuned",
+                 backend: str = "llamacpp", limit: int | None = None, threads: int = 1, n_ctx: int = 4096,
+                 include_rejected: bool = True, say: Say | None = None, llm: LLM | None = None,
+                 max_tokens: int | None = None) -> dict[str, Any]:
+    """Evaluate one model on one split of the run's dataset; writes and returns the result document."""
+    say = say or (lambda _m: None)
+    run_dir = find_run(run, runs_root)
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    data_dir = Path(config["data_dir"])
+    card = json.loads((data_dir / "card.json").read_text(encoding="utf-8"))
+    task = card["task"]
+    examples = load_split(data_dir, split)[:limit] if limit else load_split(data_dir, split)
+    if not examples:
+        raise ValueError(f"split {split!r} of {data_dir} is empty")
+    own_llm = llm is None
+    started = time.perf_counter()
+    llm = llm or make_eval_llm(run_dir, model, backend, threads=threads, n_ctx=n_ctx)
+    load_seconds = time.perf_counter() - started
+    try:
+        if task == "pubmedqa":
+            metrics, items = eval_pubmedqa(examples, llm, say=say, max_tokens=max_tokens or 96)
+        elif task == "evidence":
+            metrics, items = eval_evidence(examples, llm, say=say, max_tokens=max_tokens or 160)
+        elif task == "extraction":
+            extra = [r for r in read_jsonl(data_dir / f"rejected_{split}.jsonl")] if include_rejected else []
+            metrics, items = eval_extraction(examples, llm, say=say, extra_records=extra[:limit] if limit else extra)
+        else:
+            raise ValueError(f"unknown task {task!r}")
+    finally:
+        if own_llm:
+            llm.close()
+    document = {"run": str(run_dir), "task": task, "split": split, "model": model, "backend": backend,
+                "llm": llm.name, "limit": limit, "threads": threads, "max_tokens": max_tokens, "load_seconds": round(load_seconds, 1),
+                "metrics": metrics, "data_card_sha256": config.get("data_card_sha256"),
+                "code_commit": git_commit(), "decoding": {"temperature": 0.0, "seed": 0, "constrained":
+                                                         llm.capabilities.json_schema}}
+    out = run_dir / "eval"
+    out.mkdir(exist_ok=True)
+    stem = f"{split}-{model}-{backend}" + (f"-n{limit}" if limit else "") + (f"-t{max_tokens}" if max_tokens else "")
+    (out / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    with (out / f"{stem}.items.jsonl").open("w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return document
+
+
+def without_timing(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics minus wall-clock numbers: what must be identical between two runs of the same eval."""
+    return {k: v for k, v in metrics.items() if k != "throughput"}

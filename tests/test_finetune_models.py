@@ -1,0 +1,29 @@
+"""Fine-tuned models are listed beside the registry's: the local manifest, its names, and what it records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthesis.finetune import local_models
+
+
+def test_register_list_and_resolve_a_fine_tuned_model(tmp_path: Path):
+    gguf = tmp_path / "run" / "model.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    entry = local_models.register(tmp_path / "models", "smollm2-135m-pubmedqa", base="smollm2-135m", task="pubmedqa",
+                                  path=gguf, adapter_dir=tmp_path / "run" / "adapter",
+                                  data={"card_sha256": "ab"}, metrics={"test-tuned-llamacpp": {"accuracy": 0.6}})
+    assert entry["size"] == 64 and len(entry["sha256"]) == 64
+    assert local_models.resolve_local(tmp_path / "models", "smollm2-135m-pubmedqa") == gguf
+    assert local_models.resolve_local(tmp_path / "models", "other") is None
+    rows, lines = local_models.listing(tmp_path / "models")
+    assert rows[0]["base"] == "smollm2-135m" and rows[0]["fine_tuned"] and rows[0]["pulled"]
+    assert "accuracy 0.6" in lines[0] and "smollm2-135m" in lines[0]
+    # re-registering replaces the entry; a registry name can never be shadowed
+    local_models.register(tmp_path / "models", "smollm2-135m-pubmedqa", base="smollm2-135m", task="pubmedqa", path=gguf)
+    assert len(local_models.list_local_models(tmp_path / "models")) == 1
+    with pytest.raises(ValueError):
+        local_models.register(tmp_path / "models", "smollm2-135m", base="x", task="pubmedqa", path=gguf)
