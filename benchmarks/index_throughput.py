@@ -248,7 +248,8 @@ def main() -> None:
         "texts_embedded": n_texts, "embed_calls": len(calls), "points": last["points"],
         "catalog_build_seconds": round(catalog_seconds, 2),
         "sync_texts_per_s": round(n_texts / sync_s, 2), "bare_embed_texts_per_s": round(n_texts / base_s, 2),
-        "sync_seconds": [round(s["sync_seconds"], 2) for s in syncs], "bare_embed_seconds": [round(b, 2) for b in bases],
+        "sync_seconds": [round(s["sync_seconds"], 2) for s in syncs],
+        "bare_embed_seconds": [round(b, 2) for b in bases],
         "overhead": round(overhead, 4), "overhead_per_repeat": [round(x - 1.0, 4) for x in ratios],
         "target_overhead": TARGET_OVERHEAD, "meets_target": overhead <= TARGET_OVERHEAD,
         # Steadier estimates of the same quantity (see the module docstring).

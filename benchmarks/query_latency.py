@@ -17,13 +17,13 @@ Modes: dense|hybrid x filter:
     none     no condition at all
     default  what `Searcher` sends with no user filter: hide retracted/excluded (a must_not on `flags`)
     broad    articles published since 2018, plus default (~1/3 of points)
-    narrow   design "rct" and cancer site "breast neoplasms", plus default (~1% of points)
+    narrow   design "rct" and cancer site "breast neoplasms", plus default (~1.5% of points)
 
 qdrant-client local mode is brute force in pure Python and warns above 20k points; it is skipped
 above `--max-local` points (default 100k), and the output says so for each skipped size.
 
     .venv/bin/python -m benchmarks.query_latency --sizes 100000 [1000000] [--stores edge,local]
-        [--max-local 100000] [--queries 200] [--local-queries 30] [--out latency.json]
+        [--max-local 100000] [--queries 200] [--local-queries 20] [--out latency.json]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ SIZES = (100_000,)  # points per collection; the issue asks for 100k and 1M (--s
 STORES = ("edge", "local")  # Qdrant Edge (embedded default) and qdrant-client local mode
 MAX_LOCAL = 100_000  # local mode is skipped above this many points (pure-Python brute force)
 QUERIES = 200  # timed queries per mode for Edge
-LOCAL_QUERIES = 30  # per mode for local mode: a filtered hybrid query there takes seconds at 100k
+LOCAL_QUERIES = 20  # per mode for local mode: a filtered hybrid query there takes seconds at 100k
 WARMUP = 5  # untimed queries per mode first (page cache, lazy structures)
 LIMIT = 10  # results per query, as `oncolit search` asks
 DIM = 384  # all-MiniLM-L6-v2
@@ -76,7 +76,8 @@ MODES = (("dense", "none"), ("dense", "broad"), ("hybrid", "none"), ("hybrid", "
 SITES = ("breast neoplasms", "lung neoplasms", "colorectal neoplasms", "prostatic neoplasms", "melanoma",
          "leukemia", "lymphoma", "pancreatic neoplasms", "stomach neoplasms", "liver neoplasms",
          "ovarian neoplasms", "glioma", "kidney neoplasms", "urinary bladder neoplasms", "multiple myeloma",
-         "head and neck neoplasms", "thyroid neoplasms", "sarcoma", "uterine cervical neoplasms", "esophageal neoplasms")
+         "head and neck neoplasms", "thyroid neoplasms", "sarcoma", "uterine cervical neoplasms",
+         "esophageal neoplasms")
 DESIGNS = ("rct", "cohort", "case_control", "systematic_review", "meta_analysis", "case_series", "cross_sectional")
 FIRST_DAY, LAST_DAY = day_number(dt.date(1990, 1, 1)), day_number(dt.date(2026, 11, 1))
 BROAD_FROM = dt.date(2018, 1, 1)
@@ -137,7 +138,10 @@ def unit_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.standard_normal((n, DIM)).astype(np.float32) / np.float32(np.sqrt(DIM))
 
 
-def batches(world: World, size: int, seed: int) -> Iterator[tuple[int, np.ndarray, list[SparseVector], dict[str, np.ndarray], list[dict[str, Any]]]]:
+Batch = tuple[int, np.ndarray, list[SparseVector], dict[str, np.ndarray], list[dict[str, Any]]]
+
+
+def batches(world: World, size: int, seed: int) -> Iterator[Batch]:
     """(first index, dense (n, DIM), sparse, payload columns for exact filters, payloads), BATCH at a time."""
     for start in range(0, size, BATCH):
         n = min(BATCH, size - start)
@@ -225,8 +229,11 @@ def point_uuid(i: int) -> str:
 
 
 def rss_mb() -> float:
-    import psutil
-    return psutil.Process().memory_info().rss / 2**20
+    """Resident set size now, from /proc (Linux; psutil is not a dependency)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def dir_mb(path: Path) -> float:
@@ -293,7 +300,8 @@ def measure(kind: str, size: int, n_queries: int, seed: int, workdir: str) -> di
     for qi in range(len(q_dense)):
         for m, f in MODES:  # interleaved: every mode sees the same moment of machine load
             t0 = time.perf_counter()
-            hits = store.search(q_dense[qi], q_sparse[qi], filters=FILTERS[f], limit=LIMIT, mode=m)  # type: ignore[arg-type]
+            hits = store.search(q_dense[qi], q_sparse[qi], filters=FILTERS[f], limit=LIMIT,
+                                mode=m)  # type: ignore[arg-type]
             elapsed = time.perf_counter() - t0
             if qi < WARMUP:
                 continue
