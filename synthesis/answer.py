@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -326,7 +327,7 @@ def _generate(question: str, shown: Sequence[Candidate], llm: LLM, *, seed: int,
                               json_schema=schema if llm.capabilities.json_schema else None)
     data = _parse(completion.text)
     if data is None:
-        # No JSON: take the reply as prose with inline citations (enforce checks it the same way).
+        # No JSON at all: take the reply as prose with inline citations (enforce checks it the same way).
         return split_sentences(completion.text), False
     sentences = []
     for item in data.get("answer_sentences") or []:
@@ -347,16 +348,41 @@ def _tag_ids(tag: str) -> list[str]:
 
 
 def _parse(text: str) -> dict[str, Any] | None:
+    """The model's JSON object; None only when the reply holds no JSON at all (then it is prose).
+
+    A reply cut off by `max_tokens` is JSON that never closes: read as prose, its fragments
+    (keys, half a sentence, a citation tag) would reach the checker as "sentences". Instead keep
+    the sentence objects that did close (`_salvage`); an unreadable object gives no sentences."""
     import json
 
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
+    start = text.find("{")
+    if start < 0:
         return None
     try:
-        data = json.loads(text[start:end + 1])
+        data, _ = json.JSONDecoder().raw_decode(text, start)
     except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
+        return _salvage(text, start)
+    return data if isinstance(data, dict) else {}
+
+
+def _salvage(text: str, start: int) -> dict[str, Any]:
+    """The complete `answer_sentences` items of a truncated or malformed reply, in order; the
+    `insufficient` flag is unknown there, so it reads False (the caller falls back to quotes)."""
+    import json
+
+    opened = re.compile(r'"answer_sentences"\s*:\s*\[').search(text, start)
+    if opened is None:
+        return {}
+    decoder, pos, items = json.JSONDecoder(), opened.end(), []
+    while True:
+        pos = re.compile(r"[\s,]*").match(text, pos).end()  # type: ignore[union-attr]
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            break
+        items.append(item)
+    log.warning("the model's reply was not complete JSON; kept %d finished sentence(s)", len(items))
+    return {"answer_sentences": items}
 
 
 def _fit_passages(shown: Sequence[Candidate], llm: LLM, max_tokens: int) -> list[str]:

@@ -218,3 +218,22 @@ def test_cli_ask_backend_none_needs_no_model(corpus: Path, tmp_path: Path, monke
     assert data["citations"] and all({"id", "quote"} <= set(c) for c in data["citations"])
     assert re.search(r"\[PMID:\d+\]", data["answer"])
     assert text.exit_code == 0 and "do not answer" in text.stdout and "Closest records" in text.stdout
+
+
+def test_a_reply_cut_off_mid_json_keeps_only_finished_sentences(opened: tuple[Any, Catalog]) -> None:
+    """A reply that hits max_tokens is JSON that never closes. Its fragments must not be read as prose
+    (a fragment holding a citation tag once passed as a "sentence"): only the sentence objects that
+    closed are checked; nothing finished at all means quotes."""
+    searcher, catalog = opened
+    finished = ('{"answer_sentences": [{"text": "Median progression-free survival was 4.8 months with trametinib '
+                'versus 1.5 months with chemotherapy.", "citations": ["[PMID:22663011]"]}, ')
+    cut = finished + '{"text": "Trametinib also improved overall survival at 6 months [PMID:22663011'
+    result = answer(ANSWERABLE, searcher, catalog, ScriptedLLM().enqueue(cut))
+    assert result.mode == "llm" and len(result.sentences) == 1 and result.sentences[0]["ok"]
+    assert "{" not in result.answer and "overall survival" not in result.answer
+    assert_invariant(result, catalog)
+
+    nothing_finished = '{"answer_sentences": [{"text": "Trametinib improved survival", "citations": ["[PMID:2266'
+    result = answer(ANSWERABLE, searcher, catalog, ScriptedLLM().enqueue(nothing_finished))
+    assert result.mode == "llm->extractive" and result.sentences == [] and "{" not in result.answer
+    assert_invariant(result, catalog)
