@@ -182,6 +182,8 @@ def test_claim_units_keep_a_multi_sentence_quote_with_its_citation() -> None:
     assert citations.claim_units(text) == ["We found 1.6% of S. aureus were positive. It was rare [PMID:5].",
                                            "Drug B worked [PMID:6; PMID:7].", "Filler"]
     assert citations.claim_units("") == []
+    assert citations.claim_units("A claim [PMID:1] [PMID:2]. Next [PMID:3].") == ["A claim [PMID:1] [PMID:2].",
+                                                                                 "Next [PMID:3]."]
 
 
 def test_perf_slice(shared_data: Path, tmp_path: Path, embedder) -> None:

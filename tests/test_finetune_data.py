@@ -41,9 +41,12 @@ def test_pubmedqa_dataset_is_stratified_without_leakage(shared_data: Path, tmp_p
     assert target["answer"] == ex["label"] and target["rationale"].endswith(f"[PMID:{ex['record_id'][7:]}].")
     assert ex["messages"][1]["content"].count(data.BEGIN_MARKER) == 1
     assert (tmp_path / "a" / "CARD.md").read_text().startswith("# Dataset card: pubmedqa")
-    # rebuilding gives the same split
-    data.build_pubmedqa(source, tmp_path / "b")
+    # rebuilding gives the same split, whatever the reply format
+    card_b = data.build_pubmedqa(source, tmp_path / "b", rationale_first=True)
     assert json.loads((tmp_path / "b" / "splits.json").read_text()) == splits
+    assert list(card_b["prompt"]["schema"]["properties"]) == ["rationale", "answer"]
+    reply = json.loads(data.load_split(tmp_path / "b", "test")[0]["target"])
+    assert list(reply) == ["rationale", "answer"] and reply["answer"] == ex["label"]
 
 
 def test_check_no_leakage_refuses_a_record_in_two_splits():

@@ -156,3 +156,18 @@ def test_permute_rows_is_llamacpps_permutation():
     w = np.arange(12 * 2).reshape(12, 2)
     p = permute_rows(w, n_head=2)  # per head of 6 rows: the two rotary halves interleaved
     assert p[:6, 0].tolist() == [0, 6, 2, 8, 4, 10]
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_from_its_checkpoint(base_gguf: Path, tiny_data: Path, tmp_path: Path):
+    from synthesis.finetune.train import load_config, train
+
+    settings = dict(data_dir=str(tiny_data), base=str(base_gguf), batch_size=1, max_train_examples=2,
+                    balance_labels=False, learning_rate=1e-3, lora_top_layers=2, log_interval=1, eval_interval=0,
+                    checkpoint_interval=1, threads=1, out_dir=str(tmp_path), run_name="r", export_gguf=False)
+    messages: list[str] = []
+    train(load_config(None, dict(settings, max_steps=2)), say=messages.append)
+    train(load_config(None, dict(settings, max_steps=4)), say=messages.append)
+    assert any("resumed" in m and "step 2" in m for m in messages)
+    steps = [row["step"] for row in data.read_jsonl(tmp_path / "r" / "log.jsonl") if "loss" in row]
+    assert steps == [1, 2, 3, 4]  # the second call did steps 3 and 4 only

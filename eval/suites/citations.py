@@ -107,8 +107,9 @@ def claim_units(text: str) -> list[str]:
 
     from synthesis.citations import CITATION_RE
 
+    groups = re.compile(rf"(?:{CITATION_RE.pattern})(?:\s*(?:{CITATION_RE.pattern}))*", re.IGNORECASE)
     units, start = [], 0
-    for match in CITATION_RE.finditer(text):
+    for match in groups.finditer(text):  # adjacent groups ("[PMID:1] [PMID:2].") cite one claim together
         end = match.end()
         tail = re.match(r"[ \t]*[.;:!?]?", text[end:])
         end += tail.end() if tail else 0

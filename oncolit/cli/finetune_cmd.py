@@ -39,6 +39,7 @@ def build_data(
     max_chars: int = typer.Option(3000, "--max-chars", help="Skip records whose text is longer."),
     seed: int = typer.Option(1337, "--seed", help="Split seed (splits are by record id)."),
     context_chars: int = typer.Option(1600, "--context-chars", help="PubMedQA: abstract characters kept (the end)."),
+    rationale_first: bool = typer.Option(False, "--rationale-first", help="PubMedQA: reply {rationale, answer}."),
     policy: str = typer.Option("strict", "--policy", help="Extraction: strict (drop an answer with any failing "
                                                           "value) | prune (drop the failing values, re-verify)."),
     test_fraction: float = typer.Option(None, "--test-fraction", help="Share of records held out for test "
@@ -63,7 +64,7 @@ def build_data(
     if task == "pubmedqa":
         card = data.build_pubmedqa(Path(source or DEFAULT_SHARED / "pubmedqa-dev" / "pqal_dev.json"), out, seed=seed,
                                    test_fraction=0.2 if test_fraction is None else test_fraction,
-                                   context_chars=context_chars)
+                                   context_chars=context_chars, rationale_first=rationale_first)
     elif task == "evidence":
         card = data.build_evidence(Path(source or DEFAULT_SHARED / "evidence-inference"), out, seed=seed,
                                    max_chars=max_chars, fractions=fractions)

@@ -72,6 +72,20 @@ PUBMEDQA_PROMPT = Prompt(
     data_fields=("question", "context"),
 )
 
+PUBMEDQA_PROMPT_RF = Prompt(
+    id="pubmedqa-rationale-first/v1",
+    system="You answer research questions from a study abstract. You reply with one JSON object only. " + _DATA_NOTE,
+    user=("Question: {question}\n"
+          "First state in one sentence what the abstract's results show, ending with the citation [PMID:{pmid}]; "
+          "then answer yes, no or maybe.\n"
+          + BEGIN_MARKER + "\n{context}\n" + END_MARKER + "\n"
+          'Reply as {{"rationale": "...", "answer": "yes" | "no" | "maybe"}}.'),
+    fields=("question", "pmid", "context"),
+    data_fields=("question", "context"),
+)
+"""The rationale comes first, so a small model writes what the results show before it decides (the decision
+is then conditioned on its own summary rather than made in the first token)."""
+
 EVIDENCE_PROMPT = Prompt(
     id="evidence-direction/v1",
     system=("You read randomised trial abstracts and report how an intervention changed an outcome compared "
@@ -86,11 +100,14 @@ EVIDENCE_PROMPT = Prompt(
 )
 
 
-def pubmedqa_schema() -> dict[str, Any]:
-    """The constrained-decoding schema of a PubMedQA reply: the answer is an enum, so a grammar forces it."""
-    return {"type": "object", "properties": {"answer": {"type": "string", "enum": list(ANSWERS)},
-                                             "rationale": {"type": "string", "maxLength": 300}},
-            "required": ["answer", "rationale"], "additionalProperties": False}
+def pubmedqa_schema(rationale_first: bool = False) -> dict[str, Any]:
+    """The constrained-decoding schema of a PubMedQA reply: the answer is an enum, so a grammar forces it.
+    Property order is the order a grammar makes the model write them."""
+    answer = ("answer", {"type": "string", "enum": list(ANSWERS)})
+    rationale = ("rationale", {"type": "string", "maxLength": 300})
+    order = [rationale, answer] if rationale_first else [answer, rationale]
+    return {"type": "object", "properties": dict(order), "required": [k for k, _ in order],
+            "additionalProperties": False}
 
 
 def evidence_schema() -> dict[str, Any]:
@@ -266,13 +283,15 @@ def pubmedqa_context(item: dict[str, Any], budget: int) -> str:
     return trim_front("\n".join(parts), budget)
 
 
-def pubmedqa_messages(pmid: str, item: dict[str, Any], context_chars: int) -> list[Message]:
-    return PUBMEDQA_PROMPT.messages(question=item["QUESTION"], pmid=str(pmid),
-                                    context=pubmedqa_context(item, context_chars))
+def pubmedqa_messages(pmid: str, item: dict[str, Any], context_chars: int,
+                      rationale_first: bool = False) -> list[Message]:
+    prompt = PUBMEDQA_PROMPT_RF if rationale_first else PUBMEDQA_PROMPT
+    return prompt.messages(question=item["QUESTION"], pmid=str(pmid), context=pubmedqa_context(item, context_chars))
 
 
 def build_pubmedqa(source: Path, out_dir: Path, *, seed: int = 1337, test_fraction: float = 0.2,
-                   val_fraction: float = 0.08, context_chars: int = 1600) -> dict[str, Any]:
+                   val_fraction: float = 0.08, context_chars: int = 1600,
+                   rationale_first: bool = False) -> dict[str, Any]:
     """PubMedQA (pqal) items -> stratified train/val/test by PMID. Default 360 / 40 / 100 of the 500 dev items."""
     items: dict[str, dict[str, Any]] = json.loads(Path(source).read_text(encoding="utf-8"))
     labels = {f"pubmed:{pmid}": item["final_decision"] for pmid, item in items.items()}
@@ -282,9 +301,11 @@ def build_pubmedqa(source: Path, out_dir: Path, *, seed: int = 1337, test_fracti
     for pmid, item in items.items():
         rid = f"pubmed:{pmid}"
         answer = item["final_decision"]
-        target = dumps_target({"answer": answer, "rationale": cite(first_sentence(item["LONG_ANSWER"]), pmid)})
-        examples.append(_example("pubmedqa", rid, assignment[rid], pubmedqa_messages(pmid, item, context_chars),
-                                 target, label=answer, emphasis=f'"answer": "{answer}"',
+        rationale = cite(first_sentence(item["LONG_ANSWER"]), pmid)
+        reply = {"rationale": rationale, "answer": answer} if rationale_first else {"answer": answer,
+                                                                                    "rationale": rationale}
+        messages = pubmedqa_messages(pmid, item, context_chars, rationale_first)
+        examples.append(_example("pubmedqa", rid, assignment[rid], messages, dumps_target(reply), label=answer, emphasis=f'"answer": "{answer}"',
                                  sources={"answer": "pubmedqa_expert_label",
                                           "rationale": "pubmedqa_long_answer_first_sentence"}))
     card = {
@@ -292,9 +313,11 @@ def build_pubmedqa(source: Path, out_dir: Path, *, seed: int = 1337, test_fracti
                         "conclusion -> {answer, one-sentence rationale cited [PMID:...]}. The rationale is the "
                         "first sentence of the item's long answer (the authors' conclusion)."),
         "sources": {"pqal": {"path": str(source), "sha256": sha256_of(source), "items": len(items)}},
-        "filters": {"context_chars": context_chars, "context_trim": "earliest sentences dropped first"},
+        "filters": {"context_chars": context_chars, "context_trim": "earliest sentences dropped first",
+                    "rationale_first": rationale_first},
         "split": {"method": "stratified by label, seeded hash order", "seed": seed, **fractions},
-        "prompt": {"id": PUBMEDQA_PROMPT.id, "schema": pubmedqa_schema()},
+        "prompt": {"id": (PUBMEDQA_PROMPT_RF if rationale_first else PUBMEDQA_PROMPT).id,
+                   "schema": pubmedqa_schema(rationale_first)},
         "label_sources": {"answer": "expert label (final_decision)", "rationale": "LONG_ANSWER, first sentence"},
     }
     return write_dataset(out_dir, "pubmedqa", examples, card)

@@ -93,10 +93,11 @@ def parse_choice(text: str, key: str, choices: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------------------------
 
 def eval_pubmedqa(examples: list[dict[str, Any]], llm: LLM, *, say: Say, max_tokens: int = 96,
-                  sources: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                  sources: dict[str, str] | None = None,
+                  schema: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from synthesis.verify import verify_numbers
 
-    schema = pubmedqa_schema() if llm.capabilities.json_schema else None
+    schema = (schema or pubmedqa_schema()) if llm.capabilities.json_schema else None
     items, gold, pred = [], [], []
     seconds = tokens = 0.0
     for i, ex in enumerate(examples):
@@ -322,7 +323,10 @@ def evaluate_run(run: str | Path, *, runs_root: Path, split: str = "test", model
     load_seconds = time.perf_counter() - started
     try:
         if task == "pubmedqa":
-            metrics, items = eval_pubmedqa(examples, llm, say=say, max_tokens=max_tokens or 96)
+            schema = (card.get("prompt") or {}).get("schema")  # the reply shape the dataset was built with
+            rationale_first = bool(schema) and next(iter(schema["properties"])) == "rationale"
+            metrics, items = eval_pubmedqa(examples, llm, say=say, schema=schema,
+                                           max_tokens=max_tokens or (128 if rationale_first else 96))
         elif task == "evidence":
             metrics, items = eval_evidence(examples, llm, say=say, max_tokens=max_tokens or 160)
         elif task == "extraction":

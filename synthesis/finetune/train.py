@@ -43,7 +43,8 @@ class TrainConfig:
     data_dir: str = ""  # a dataset built by `oncolit finetune build-data` (train.jsonl, val.jsonl, card.json)
     max_seq_len: int = 768  # prompt + reply tokens; longer examples are dropped (counted in the log), not cut
     max_train_examples: int = 0  # 0 = all; a small number makes the tiny test runs
-    balance_labels: bool = True  # sample with weight 1/count(label) (examples without a label: weight 1)
+    balance_labels: bool = True  # sample with weight count(label)^-balance_power (no label: weight 1)
+    balance_power: float = 1.0  # 1 = every label equally often; 0.5 = halfway to the data's own frequencies
     emphasis_weight: float = 1.0  # loss weight of the tokens of each example's `emphasis` substring
     # --- base model -----------------------------------------------------------------------------
     base: str = "smollm2-135m"  # registry name (pulled GGUF), a .gguf path, or a Hugging Face model directory
@@ -247,15 +248,15 @@ def batch_loss(model: Any, batch: dict[str, Any], device: str) -> tuple[Any, flo
 # Training
 # ------------------------------------------------------------------------------------------------
 
-def sample_order(examples: list[dict[str, Any]], n: int, balance: bool, seed: int) -> list[int]:
+def sample_order(examples: list[dict[str, Any]], n: int, balance: bool, seed: int, power: float = 1.0) -> list[int]:
     """The whole sequence of example indices the run will see, fixed by the seed (so a resumed run sees the
-    same stream from where it stopped). Balanced: with replacement, weight 1/count(label)."""
+    same stream from where it stopped). Balanced: with replacement, weight count(label)^-power."""
     rng = random.Random(seed)
     if balance and any(ex.get("label") for ex in examples):
         counts: dict[Any, int] = {}
         for ex in examples:
             counts[ex.get("label")] = counts.get(ex.get("label"), 0) + 1
-        weights = [1.0 / counts[ex.get("label")] for ex in examples]
+        weights = [counts[ex.get("label")] ** -power for ex in examples]
         return rng.choices(range(len(examples)), weights=weights, k=n)
     order: list[int] = []
     while len(order) < n:  # epochs of shuffled passes
@@ -358,13 +359,16 @@ def train(config: TrainConfig, *, say: Any = None) -> Path:
         raise ValueError(f"no training examples fit max_seq_len={config.max_seq_len} in {data_dir}")
     say(f"data: {len(train_enc)} train examples ({train_long} longer than {config.max_seq_len} tokens dropped), "
         f"{len(val_enc)} val; mean length {sum(len(e['ids']) for e in train_enc) / len(train_enc):.0f} tokens")
-    order = sample_order(train_rows, config.max_steps * config.batch_size, config.balance_labels, config.seed)
+    order = sample_order(train_rows, config.max_steps * config.batch_size, config.balance_labels, config.seed,
+                         config.balance_power)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.99))
     step, best_val = 0, float("inf")
     ckpt = run_dir / "ckpt"
+    if not (ckpt / "state.pt").is_file() and (run_dir / "ckpt.tmp" / "state.pt").is_file():
+        (run_dir / "ckpt.tmp").rename(ckpt)  # a crash between writing the new checkpoint and swapping it in
     if config.resume and (ckpt / "state.pt").is_file():
         state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
         set_peft_model_state_dict(model, state["adapter"])
