@@ -43,7 +43,8 @@ def list_(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip re-hashing pulled files (size check only)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """List registry models: pulled or not, size, whether the sha256 still matches."""
+    """List registry models (pulled or not, size, whether the sha256 still matches) and fine-tuned models
+    (base, training data, held-out metrics)."""
     rows = list_models(models_dir(), check_hash=not no_verify)
     data = [{"name": r.name, "title": r.title, "pulled": r.pulled, "size": r.size, "sha_ok": r.sha_ok,
              "path": str(r.path), "license": r.license,
@@ -55,4 +56,7 @@ def list_(
                                                  None: "hash not checked"}[r.sha_ok])
         marker = " (default)" if r.name == DEFAULT_MODEL else ""
         lines.append(f"{r.name}{marker}: {state} — {r.title}")
-    emit(data, as_json, "\n".join(lines))
+    from synthesis.finetune.local_models import listing  # fine-tuned models, registered by `finetune export`
+
+    local_rows, local_lines = listing(models_dir())
+    emit(data + local_rows, as_json, "\n".join(lines + local_lines))

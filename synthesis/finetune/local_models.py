@@ -3,8 +3,8 @@ registry files.
 
 Each entry names a merged GGUF (served by the default llama.cpp backend) and/or a peft adapter (served by the
 transformers backend on the base), with where it came from: the base model, the dataset card, the run config,
-and the held-out metrics. `oncolit models list` reads it through `list_local_models` (see README.md for the
-two-line change in `synthesis/llm/registry.py`), and `resolve_local` turns a name into the GGUF to load.
+and the held-out metrics. `oncolit models list` shows it (`listing`), and `synthesis.llm.registry.resolve` loads it by name
+(`resolve_local`), so `--model NAME` works wherever a registry name does.
 
     {"models": {"smollm2-135m-pubmedqa": {"name": ..., "title": ..., "base": "smollm2-135m",
                 "path": ".../model.gguf", "adapter_dir": ".../adapter", "task": "pubmedqa",

@@ -238,12 +238,21 @@ def verify(name: str, models_dir: Path) -> Path:
 
 
 def resolve(name_or_path: str | os.PathLike[str], models_dir: Path, *, verify_hash: bool = False) -> Path:
-    """A registry name (must be pulled) or a path to a local GGUF file -> the file to load.
+    """A registry name (must be pulled), a registered fine-tuned model's name, or a path to a local GGUF
+    file -> the file to load.
 
     Registry files are always checked by size (cheap) and by sha256 when `verify_hash` (about 0.7 s per GB);
     a local path is only checked to be a GGUF file — whoever gives a path vouches for it.
     """
     text = os.fspath(name_or_path)
+    from synthesis.finetune.local_models import resolve_local  # a registered fine-tuned model, by name
+
+    local = None if text in REGISTRY else resolve_local(models_dir, text)
+    if local is not None:
+        if not local.is_file():
+            raise ModelNotFound(f"fine-tuned model {text!r} is registered but {local} is missing; "
+                                f"rebuild it with `oncolit finetune train` and `oncolit finetune export`")
+        text = str(local)
     if text in REGISTRY:
         spec = REGISTRY[text]
         path = models_dir / spec.filename
