@@ -1,4 +1,4 @@
-"""Builds the configured objects from settings: sources (and, later, stores, embedders, LLMs).
+"""Builds the configured objects from settings: sources, stores, embedders, the index and the LLM.
 
 Settings hold values only; this is the one place that turns them into clients.
 """
@@ -106,3 +106,26 @@ def open_index(settings: Settings, *, embedder: Any = None) -> Iterator[IndexHan
         store.close()
         if own_embedder and hasattr(embedder, "close"):
             embedder.close()
+
+
+def make_llm_from_settings(settings: Settings, backend: str | None = None, model: str | None = None) -> Any:
+    """The LLM the `[llm]` settings name, or `backend`/`model` given instead; None for backend "none"
+    (callers then use rules or quotes). A backend other than the configured one gets its own default
+    model, not the configured backend's model name."""
+    from synthesis.llm import BACKENDS, LLMError, make_llm
+
+    cfg = settings.llm
+    chosen = backend or cfg.backend
+    if chosen not in BACKENDS:
+        raise LLMError(f"unknown LLM backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
+    if chosen == "none":
+        return None
+    options: dict[str, Any] = {}
+    if chosen == "llamacpp":
+        options.update({k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v})
+    elif chosen == "openai":
+        options.update({k: v for k, v in (("base_url", cfg.base_url), ("api_key", cfg.api_key)) if v})
+        options["schema_mode"] = cfg.schema_mode
+    elif chosen == "transformers" and cfg.adapter_dir:
+        options["adapter_dir"] = cfg.adapter_dir
+    return make_llm(chosen, model or (cfg.model if chosen == cfg.backend else None), settings.models_dir, **options)

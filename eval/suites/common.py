@@ -132,23 +132,10 @@ def parse_backend(spec: str, settings: Settings) -> tuple[str, str | None]:
 
 def build_llm(settings: Settings, spec: str) -> Any:
     """The LLM a backend spec names (None for `none`), with the configured options for that backend."""
-    from synthesis.llm import BACKENDS, LLMError, make_llm
+    from oncolit.wiring import make_llm_from_settings
 
     backend, model = parse_backend(spec, settings)
-    if backend not in BACKENDS:
-        raise LLMError(f"unknown LLM backend {backend!r} in {spec!r}; {BACKEND_SPEC_HELP}")
-    if backend == "none":
-        return None
-    cfg = settings.llm
-    options: dict[str, Any] = {}
-    if backend == "llamacpp":
-        options.update({k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v})
-    elif backend == "openai":
-        options.update({k: v for k, v in (("base_url", cfg.base_url), ("api_key", cfg.api_key)) if v})
-        options["schema_mode"] = cfg.schema_mode
-    elif backend == "transformers" and cfg.adapter_dir:
-        options["adapter_dir"] = cfg.adapter_dir
-    return make_llm(backend, model or (cfg.model if backend == cfg.backend else None), settings.models_dir, **options)
+    return make_llm_from_settings(settings, backend, model)
 
 
 def llm_name(llm: Any) -> str:

@@ -1,8 +1,5 @@
 """What the answering surfaces (HTTP API, `oncolit ask`) open once and share: the catalog, the index
 (searcher) and the language model, built from settings.
-
-`llm_from_settings` maps the `[llm]` settings onto `make_llm` options; it belongs with the other
-builders in `oncolit.wiring` and can move there unchanged.
 """
 
 from __future__ import annotations
@@ -16,25 +13,16 @@ from typing import Any
 from ingest.catalog import Catalog
 from ingest.curation import CuratedSearcher, Curation
 from oncolit.settings import Settings
-from oncolit.wiring import IndexHandle, open_index
-from synthesis.llm import LLM, ModelNotFound, make_llm
+from oncolit.wiring import IndexHandle, make_llm_from_settings, open_index
+from synthesis.llm import LLM, ModelNotFound
 from synthesis.llm.none_backend import NoneLLM
 
 log = logging.getLogger(__name__)
 
 
 def llm_from_settings(settings: Settings, backend: str | None = None, model: str | None = None) -> LLM:
-    """The configured LLM (`backend`/`model` override the settings). Not loaded for backend none."""
-    cfg = settings.llm
-    backend = backend or cfg.backend
-    options: dict[str, Any] = {}
-    if backend == "llamacpp":
-        options = {k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v is not None}
-    elif backend == "openai":
-        options = {"base_url": cfg.base_url, "api_key": cfg.api_key, "schema_mode": cfg.schema_mode}
-    elif backend == "transformers" and cfg.adapter_dir:
-        options = {"adapter_dir": cfg.adapter_dir}
-    return make_llm(backend, model or cfg.model, settings.models_dir, **options)
+    """The configured LLM (`backend`/`model` override the settings); `NoneLLM` for backend none."""
+    return make_llm_from_settings(settings, backend, model) or NoneLLM()
 
 
 def llm_or_extractive(settings: Settings, backend: str | None = None, model: str | None = None) -> LLM:

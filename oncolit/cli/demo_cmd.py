@@ -93,7 +93,6 @@ def demo(
     from oncolit.delivery.run import run_digests
     from oncolit.delivery.subscribers import add_subscriber, list_subscribers
     from synthesis.answer import answer
-    from synthesis.digest import Topic
 
     out_dir = settings.data_dir / "demo-digests"
     with open_catalog() as catalog:

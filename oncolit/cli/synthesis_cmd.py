@@ -16,36 +16,17 @@ import typer
 from ingest.catalog import Catalog
 from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
 from oncolit.cli.records_cmd import normalise_id
-from oncolit.settings import Settings
+from oncolit.wiring import make_llm_from_settings
 from synthesis import store
 from synthesis.extract import DEFAULT_MAX_TOKENS, REGISTRY, TRIAL_ID, ExtractionResult, article_cache_key
 from synthesis.extract import as_json as findings_json
 from synthesis.grading import Grade, explain
-from synthesis.llm import BACKENDS, LLM, LLMError, make_llm
+from synthesis.llm import BACKENDS, LLM, LLMError
 
 BackendOpt = typer.Option(None, "--backend", help=f"LLM backend: {' | '.join(BACKENDS)} (default: settings "
                                                   "llm.backend). `none` = rules only, no model needed.")
 ModelOpt = typer.Option(None, "--model", help="Registry name (smollm2-135m, qwen2.5-coder-1.5b) or a .gguf path "
                                               "(default: settings llm.model, else the registry default).")
-
-
-def build_llm(settings: Settings, backend: str | None = None, model: str | None = None) -> LLM | None:
-    """The model the settings (or the options) name; None for backend `none`."""
-    cfg = settings.llm
-    backend = backend or cfg.backend
-    if backend not in BACKENDS:
-        raise LLMError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "none":
-        return None
-    options: dict[str, Any] = {}
-    if backend == "llamacpp":
-        options.update({k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v})
-    elif backend == "openai":
-        options.update({k: v for k, v in (("base_url", cfg.base_url), ("api_key", cfg.api_key)) if v})
-        options["schema_mode"] = cfg.schema_mode
-    elif backend == "transformers" and cfg.adapter_dir:
-        options["adapter_dir"] = cfg.adapter_dir
-    return make_llm(backend, model or cfg.model, settings.models_dir, **options)
 
 
 def extract(
@@ -77,7 +58,7 @@ def extract(
     """
     settings = get_settings()
     day = parse_day(since, "--since")
-    llm = build_llm(settings, backend, model)
+    llm = make_llm_from_settings(settings, backend, model)
     try:
         with open_catalog() as catalog:
             if ids:
@@ -174,7 +155,7 @@ def grade(
       oncolit grade NCT02576665 --json
     """
     settings = get_settings()
-    llm = build_llm(settings, backend, model)
+    llm = make_llm_from_settings(settings, backend, model)
     try:
         with open_catalog() as catalog:
             result, graded = store.extract_cached(catalog, normalise_id(record_id), llm)

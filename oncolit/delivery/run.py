@@ -84,9 +84,9 @@ def open_llm(settings: Any, stack: ExitStack) -> Any:
     if not cfg.overview:
         return None
     try:
-        from oncolit.cli.synthesis_cmd import build_llm
+        from oncolit.wiring import make_llm_from_settings
 
-        llm = build_llm(settings)
+        llm = make_llm_from_settings(settings)
     except Exception as exc:  # a missing or broken model must not stop the digests
         log.warning("digest overviews fall back to quotes: the LLM could not be opened (%s)", exc)
         return None
