@@ -99,3 +99,31 @@ def test_cli_sources_and_keys(cli) -> None:
     with Catalog(settings.resolved_catalog_url) as catalog:
         assert Curation(catalog).authenticate(token)[0].name == "lib"
     assert isinstance(run("users", "add", "eve", user="lib", ok=False).exception, PermissionDenied)
+
+
+def test_operator_searches_commands_are_audited_without_a_curation_user(tmp_path, monkeypatch) -> None:
+    """`oncolit searches add/remove` needs no curation user, but the librarians' audit log shows both."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from oncolit.cli.common import get_settings
+    from oncolit.cli.main import app
+
+    monkeypatch.setenv("ONCOLIT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ONCOLIT_USER", "ops")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        added = runner.invoke(app, ["searches", "add", "mel", "--query", "melanoma[mh]", "--json"])
+        assert added.exit_code == 0, added.output
+        assert runner.invoke(app, ["searches", "remove", "mel"]).exit_code == 0
+        bad = runner.invoke(app, ["searches", "add", "x", "--query", "q", "--schedule", "not cron"])
+        assert bad.exit_code == 1 and "invalid cron expression" in str(bad.exception)  # main() prints it as error:
+        log = runner.invoke(app, ["curate", "audit", "--entity", "search", "--json"])
+        assert log.exit_code == 0, log.output
+        rows = json.loads(log.output)
+        assert [(r["action"], r["actor"], r["entity_id"]) for r in rows] == [("search.remove", "ops", "mel"),
+                                                                            ("search.add", "ops", "mel")]
+    finally:
+        get_settings.cache_clear()

@@ -429,6 +429,25 @@ class Curation:
         with self.engine.begin() as conn:
             self._audit(conn, actor, "search.remove", "search", name, before, None)
 
+    def operator_add_search(self, operator: str, name: str, source: str, query: str,
+                            params: dict[str, Any] | None = None, *, schedule: str | None = None,
+                            owner: str | None = None, watermark: dt.date | None = None) -> dict[str, Any]:
+        """`oncolit searches add`: the machine's operator (shell access to the data dir, so no role to
+        check), still audited under their name so the librarians' log shows every change."""
+        if source not in ("pubmed", "ctgov"):
+            raise CurationError(f"unknown source {source!r}; choose pubmed or ctgov")
+        _check_cron(schedule)
+        row = self.catalog.add_search(name, source, query, params or {}, schedule, owner, watermark=watermark)
+        with self.engine.begin() as conn:
+            self._audit(conn, operator, "search.add", "search", name, None, _search_view(row))
+        return row
+
+    def operator_remove_search(self, operator: str, name: str) -> None:
+        before = _search_view(self.catalog.get_search(name))
+        self.catalog.remove_search(name)
+        with self.engine.begin() as conn:
+            self._audit(conn, operator, "search.remove", "search", name, before, None)
+
     def searches(self) -> list[dict[str, Any]]:
         return self.catalog.list_searches()
 

@@ -1,24 +1,17 @@
-"""`oncolit searches …`: saved searches, each with its own watermark."""
+"""`oncolit searches …`: saved searches, each with its own watermark.
+
+The operator's short form of `oncolit curate sources`: no curation user or role is needed (shell access to
+the data dir is the operator's authority), but every change is written to the same audit log, under
+$ONCOLIT_USER or the OS user."""
 
 from __future__ import annotations
 
 import typer
 
-from ingest.errors import OncoLitError
 from oncolit.cli.common import JsonOpt, emit, open_catalog, parse_day
+from oncolit.cli.curate_cmd import AsOpt, _params, actor, curation
 
 app = typer.Typer(help="Saved searches: what OncoLit watches in each source.", no_args_is_help=True)
-SOURCES = ("pubmed", "ctgov")
-
-
-def _params(values: list[str]) -> dict[str, str]:
-    out = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--param takes KEY=VALUE, not {value!r}")
-        out[key] = val
-    return out
 
 
 @app.command("add")
@@ -30,6 +23,7 @@ def add(
     schedule: str = typer.Option(None, help="Cron expression (default: settings.schedule.ingest_cron)."),
     owner: str = typer.Option(None, help="Who maintains this search."),
     since: str = typer.Option(None, help="Start the watermark here (default: a few days back on first run)."),
+    as_: str = AsOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Add a saved search.
@@ -38,18 +32,10 @@ def add(
       oncolit searches add melanoma --query "melanoma[mh] AND clinical trial[pt]"
       oncolit searches add nsclc-trials --source ctgov --query "non-small cell lung cancer" --param term=EGFR
     """
-    if source not in SOURCES:
-        raise OncoLitError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    if schedule:
-        from apscheduler.triggers.cron import CronTrigger
-        try:
-            CronTrigger.from_crontab(schedule)
-        except ValueError as exc:
-            raise OncoLitError(f"invalid cron expression {schedule!r}: {exc}") from exc
     start = parse_day(since, "--since")
-    with open_catalog() as catalog:
-        row = catalog.add_search(name, source, query, _params(param), schedule, owner,
-                                 watermark=start)
+    with curation() as cur:
+        row = cur.operator_add_search(actor(as_), name, source, query, _params(param), schedule=schedule,
+                                      owner=owner, watermark=start)
     emit(row, as_json, f"added {source} search {name!r}")
 
 
@@ -64,8 +50,8 @@ def list_(as_json: bool = JsonOpt) -> None:
 
 
 @app.command("remove")
-def remove(name: str, as_json: bool = JsonOpt) -> None:
+def remove(name: str, as_: str = AsOpt, as_json: bool = JsonOpt) -> None:
     """Remove a saved search (its records stay in the catalog)."""
-    with open_catalog() as catalog:
-        catalog.remove_search(name)
+    with curation() as cur:
+        cur.operator_remove_search(actor(as_), name)
     emit({"removed": name}, as_json, f"removed {name!r}")
