@@ -22,23 +22,20 @@ overlap of each text's 10 nearest neighbours among the texts, by the variant vs 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import stamp
 from index.chunking import Chunker, ChunkerConfig
 from index.embedder import OnnxEmbedder, SentenceTransformerEmbedder
 from ingest.pubmed_xml import iter_pubmed_file
@@ -51,28 +48,6 @@ ROUNDS = 3  # interleaved rounds; the median is reported
 VARIANTS = ("torch-b32", "torch-b16", "onnx-b16", "onnx-b32", "onnx-int8")
 BASELINE = "torch-b32"  # the default path: ratios and cosine differences are taken against it
 WARMUP_TEXTS = 16  # first calls pay for lazy initialisation (thread pools, allocator); not timed
-
-
-def stamp() -> dict[str, Any]:
-    """Machine, software and commit, so a number can be traced to what produced it."""
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except OSError:
-            return None
-
-    versions = {}
-    for pkg in ("torch", "sentence-transformers", "onnxruntime", "qdrant-edge-py", "qdrant-client", "numpy"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    status = git("status", "--porcelain")
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
-            "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-            "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": versions}
 
 
 def chunk_texts(data: Path, n: int, counter_source: SentenceTransformerEmbedder) -> list[str]:

@@ -26,24 +26,21 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import stamp
 from index.embedder import CachedEmbedder, SentenceTransformerEmbedder
 from index.sync import sync
 from ingest.catalog import Catalog
@@ -58,28 +55,6 @@ BATCH_SIZE = 32  # embedder batch size on both sides (the `embedding.batch_size`
 TARGET_OVERHEAD = 0.10  # the issue's target: sync time <= 1.1 x bare embedding time
 INGEST_BATCH = 500  # records per catalog transaction while building the (untimed) catalog
 WARMUP_TEXTS = 16  # the model's first call pays for lazy initialisation; not timed
-
-
-def stamp() -> dict[str, Any]:
-    """Machine, software and commit, so a number can be traced to what produced it."""
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except OSError:
-            return None
-
-    versions = {}
-    for pkg in ("torch", "sentence-transformers", "qdrant-edge-py", "sqlalchemy", "numpy"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    status = git("status", "--porcelain")
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
-            "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-            "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": versions}
 
 
 class RecordingEmbedder:

@@ -13,7 +13,6 @@ import argparse
 import gzip
 import io
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from Bio import Entrez
 
+from benchmarks.common import stamp
 from ingest.catalog import Catalog
 from ingest.pubmed_xml import parse_pubmed_xml
 
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    started = stamp()
     payloads = load_payloads(args.data)
     base_times, ours_times = [], []
     for _ in range(args.repeat):  # interleaved so machine noise hits both sides alike
@@ -74,8 +75,7 @@ def main() -> None:
         "benchmark": "ingest_throughput", "records": n_ours, "baseline_records": n_base,
         "baseline_bio_entrez_read_rps": round(n_base / base, 1), "oncolit_parse_and_catalog_rps": round(n_ours / ours, 1),
         "cost_ratio": round(ours / base, 3), "target_ratio": 2.0, "repeat": args.repeat,
-        "batch_size": args.batch_size, "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": __import__("os").cpu_count(),
+        "batch_size": args.batch_size, **started,
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -1,0 +1,46 @@
+"""Every benchmark runs end to end on a tiny input and writes its result document, so the commands in
+benchmarks/README.md cannot rot. No timing is asserted: the numbers only mean something from a full run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(module: str, out: Path, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["git_commit"] and result["cpus"] and "load_avg_start" in result
+    return result
+
+
+def test_ingest_throughput(shared_data: Path, tmp_path: Path) -> None:
+    result = run_benchmark("ingest_throughput", tmp_path / "r.json", "--data", str(shared_data), "--repeat", "1")
+    assert result["records"] > 1000 and result["cost_ratio"] > 0
+
+
+def test_embedder_throughput(shared_data: Path, tmp_path: Path) -> None:
+    result = run_benchmark("embedder_throughput", tmp_path / "r.json", "--data", str(shared_data), "--texts", "16",
+                           "--rounds", "1", "--variants", "torch-b32")
+    assert result["results"]
+
+
+def test_index_throughput(shared_data: Path, tmp_path: Path) -> None:
+    result = run_benchmark("index_throughput", tmp_path / "r.json", "--data", str(shared_data), "--limit", "20",
+                           "--repeat", "1")
+    assert result["settings"]["records"] == 20 and result["points"] > 20
+
+
+@pytest.mark.timeout(600)
+def test_query_latency(tmp_path: Path) -> None:
+    result = run_benchmark("query_latency", tmp_path / "r.json", "--sizes", "2000", "--queries", "5",
+                           "--local-queries", "2", "--workdir", str(tmp_path / "stores"))
+    assert {run["store"] for run in result["runs"]} == {"edge", "local"}
