@@ -325,7 +325,7 @@ def _generate(question: str, shown: Sequence[Candidate], llm: LLM, *, seed: int,
     schema = answer_schema(tags)
     completion = llm.complete(messages, max_tokens=max_tokens, temperature=0.0, seed=seed,
                               json_schema=schema if llm.capabilities.json_schema else None)
-    data = _parse(completion.text)
+    data = parse_reply(completion.text)
     if data is None:
         # No JSON at all: take the reply as prose with inline citations (enforce checks it the same way).
         return split_sentences(completion.text), False
@@ -347,7 +347,7 @@ def _tag_ids(tag: str) -> list[str]:
     return citation_ids(tag if tag.startswith("[") else f"[{tag}]")
 
 
-def _parse(text: str) -> dict[str, Any] | None:
+def parse_reply(text: str) -> dict[str, Any] | None:
     """The model's JSON object; None only when the reply holds no JSON at all (then it is prose).
 
     A reply cut off by `max_tokens` is JSON that never closes: read as prose, its fragments

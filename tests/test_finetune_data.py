@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
+
+import pytest
 
 from synthesis.finetune import data
 from synthesis.llm.base import ScriptedLLM
@@ -119,3 +122,60 @@ def test_evidence_dataset_keeps_only_verbatim_evidence(shared_data: Path, tmp_pa
         target = json.loads(ex["target"])
         assert target["direction"] in data.DIRECTIONS
         assert data.find_quote(target["evidence"], ex["messages"][1]["content"]) is not None
+
+
+def test_answers_dataset_uses_the_product_prompt_and_keeps_text_within_a_split(shared_data: Path, tmp_path: Path):
+    from synthesis.citations import check_sentence, with_citations
+    from synthesis.prompts_qa import ANSWER_V1
+
+    source = shared_data / "eval" / "pubmedqa-dev" / "pqal_dev.json"
+    card = data.build_answers(source, tmp_path / "answers")
+    data.build_pubmedqa(source, tmp_path / "pq")
+    ours, theirs = (json.loads((tmp_path / d / "splits.json").read_text()) for d in ("answers", "pq"))
+    assert all(set(ours[s]) <= set(theirs[s]) for s in data.SPLITS)  # held out in both tasks alike
+    items = json.loads(source.read_text())
+    rows = [ex for split in data.SPLITS for ex in data.load_split(tmp_path / "answers", split)]
+    split_of = {ex["record_id"]: ex["split"] for ex in rows}
+    assert card["counts"]["test"]["labels"]["insufficient"] > 5 and card["counts"]["train"]["labels"]["answered"] > 200
+    for ex in rows:
+        prompt = ex["messages"][1]["content"]
+        assert ex["messages"][0]["content"] == ANSWER_V1.system
+        shown = set(re.findall(r"Citation: \[PMID:(\d+)\]", prompt))
+        own = ex["record_id"].split(":")[1]
+        assert all(split_of.get(f"pubmed:{p}", ex["split"]) == ex["split"] for p in shown)  # no text crosses splits
+        reply = json.loads(ex["target"])
+        if ex["label"] == "insufficient":
+            assert own not in shown and reply == {"answer_sentences": [], "insufficient": True}
+        else:
+            assert own in shown and reply["answer_sentences"] and not reply["insufficient"]
+            text = data.pubmedqa_record_text(items[own])
+            for sentence in reply["answer_sentences"]:
+                assert sentence["citations"] == [f"[PMID:{own}]"]
+                assert check_sentence(with_citations(sentence["text"], [ex["record_id"]]), {ex["record_id"]: text}).ok
+    # a record shown as context in another split is leakage, and the check says so
+    bad = [dict(rows[0], split="train", context_ids=[]), dict(rows[1], split="test", context_ids=[rows[0]["record_id"]])]
+    with pytest.raises(ValueError, match="in both"):
+        data.check_no_leakage(bad)
+
+
+def test_eval_answers_reads_and_checks_replies_as_the_product_does(shared_data: Path, tmp_path: Path):
+    from synthesis.finetune.evaluate import eval_answers
+    from synthesis.llm import ScriptedLLM
+
+    source = shared_data / "eval" / "pubmedqa-dev" / "pqal_dev.json"
+    data.build_answers(source, tmp_path / "answers")
+    test = data.load_split(tmp_path / "answers", "test")
+    answerable = next(ex for ex in test if ex["label"] == "answered")
+    unanswerable = next(ex for ex in test if ex["label"] == "insufficient")
+    items = json.loads(source.read_text())
+    texts = {f"pubmed:{p}": data.pubmedqa_record_text(item) for p, item in items.items()}
+    good = json.loads(answerable["target"])  # the gold reply passes
+    made_up = {"answer_sentences": [{"text": "The drug cured 97% of patients.", "citations": ["[PMID:1]"]}],
+               "insufficient": False}
+    llm = ScriptedLLM().enqueue(good, made_up)
+    metrics, rows = eval_answers([answerable, unanswerable], llm, say=lambda _m: None, record_texts=texts)
+    assert [r["pred"] for r in rows] == ["answered", "answered"] and metrics["accuracy"] == 0.5
+    assert rows[0]["cites_own_record"] and rows[1]["sentences_ok"] == 0
+    assert metrics["answerable_with_a_checked_citation_of_its_record"] == 1.0
+    assert metrics["sentences_pass_check"] == round(len(good["answer_sentences"]) / (len(good["answer_sentences"]) + 1), 4)
+    assert llm.calls[0]["json_schema"]["properties"]["answer_sentences"]["items"]["properties"]["citations"]

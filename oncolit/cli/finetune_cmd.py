@@ -25,8 +25,8 @@ def finetune_dir() -> Path:
 
 @app.command("build-data")
 def build_data(
-    task: str = typer.Argument(..., help="pubmedqa | extraction | evidence"),
-    source: str = typer.Option(None, "--source", help="pubmedqa: pqal_dev.json; evidence: the Evidence Inference "
+    task: str = typer.Argument(..., help="pubmedqa | answers | extraction | evidence"),
+    source: str = typer.Option(None, "--source", help="pubmedqa, answers: pqal_dev.json; evidence: the Evidence Inference "
                                                       "folder; extraction: 'catalog' or Evidence Inference "
                                                       "abstracts.jsonl."),
     out: Path = typer.Option(None, "--out", help="Dataset directory (default <data dir>/finetune/data/TASK)."),
@@ -50,6 +50,7 @@ def build_data(
 
     Examples:
       oncolit finetune build-data pubmedqa --source ../shared/data/eval/pubmedqa-dev/pqal_dev.json
+      oncolit finetune build-data answers           # the product's answer prompt -> cited sentences
       oncolit finetune build-data extraction --source ../shared/data/eval/evidence-inference/abstracts.jsonl \\
           --oncology-only --limit 200 --time-budget 7200      # resumable: rerun to continue
       oncolit finetune build-data extraction --source catalog --teacher qwen2.5-coder-1.5b
@@ -65,6 +66,9 @@ def build_data(
         card = data.build_pubmedqa(Path(source or DEFAULT_SHARED / "pubmedqa-dev" / "pqal_dev.json"), out, seed=seed,
                                    test_fraction=0.2 if test_fraction is None else test_fraction,
                                    context_chars=context_chars, rationale_first=rationale_first)
+    elif task == "answers":
+        card = data.build_answers(Path(source or DEFAULT_SHARED / "pubmedqa-dev" / "pqal_dev.json"), out, seed=seed,
+                                  test_fraction=0.2 if test_fraction is None else test_fraction)
     elif task == "evidence":
         card = data.build_evidence(Path(source or DEFAULT_SHARED / "evidence-inference"), out, seed=seed,
                                    max_chars=max_chars, fractions=fractions)

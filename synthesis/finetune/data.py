@@ -1,13 +1,17 @@
 """Supervised datasets for fine-tuning, built only from real labels and from teacher outputs that verify.
 
-Three tasks, one row format (JSON lines, one file per split):
+Four tasks, one row format (JSON lines, one file per split):
 
     {"id", "record_id", "task", "split", "messages": [system, user], "target": "<assistant reply>",
-     "label": "yes" | ... | null, "emphasis": "<substring of target>" | null, "sources": {field: where from}}
+     "label": "yes" | ... | null, "emphasis": "<substring of target>" | null, "sources": {field: where from},
+     "context_ids": [other records shown in the prompt] (answers only)}
 
 - `pubmedqa`   PubMedQA expert labels (yes/no/maybe) + a one-sentence rationale: the first sentence of the
                item's long answer (the authors' own conclusion, a human text), ending with `[PMID:<pmid>]`.
                Split stratified by label with a fixed seed; the ids of each split are saved.
+- `answers`    the product's answer prompt (question + tagged records) -> cited answer sentences: the
+               authors' conclusion sentences that pass the product's citation check; a question shown
+               without its own record must answer `insufficient`. Distractor records come from the same split.
 - `extraction` record text -> the LLM findings JSON (`synthesis.findings.LLMFindings`), the exact prompt that
                `synthesis.extract.extract` sends. Labels come from a teacher model (default Qwen2.5-Coder-1.5B
                through llama.cpp, any `LLM` works) and are KEPT ONLY WHEN THE VERIFIER ACCEPTS EVERY FIELD
@@ -47,7 +51,7 @@ from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt, blank_spans, fin
 from synthesis.verify import find_quote
 
 SPLITS = ("train", "val", "test")
-TASKS = ("pubmedqa", "extraction", "evidence")
+TASKS = ("pubmedqa", "answers", "extraction", "evidence")
 ANSWERS = ("yes", "no", "maybe")
 DIRECTIONS = ("increased", "decreased", "no significant difference")
 
@@ -183,12 +187,14 @@ def git_commit() -> str | None:
 
 
 def check_no_leakage(examples: Iterable[dict[str, Any]]) -> None:
-    """Raise if any record id appears in two splits (the invariant every builder keeps)."""
+    """Raise if any record id appears in two splits (the invariant every builder keeps), as the example's
+    own record or as a record shown in its prompt (`context_ids`)."""
     seen: dict[str, str] = {}
     for ex in examples:
-        other = seen.setdefault(ex["record_id"], ex["split"])
-        if other != ex["split"]:
-            raise ValueError(f"record {ex['record_id']} is in both {other} and {ex['split']}")
+        for record_id in (ex["record_id"], *ex.get("context_ids", ())):  # records shown beside it count too
+            other = seen.setdefault(record_id, ex["split"])
+            if other != ex["split"]:
+                raise ValueError(f"record {record_id} is in both {other} and {ex['split']}")
 
 
 def write_dataset(out_dir: Path, task: str, examples: list[dict[str, Any]], card: dict[str, Any]) -> dict[str, Any]:
@@ -321,6 +327,99 @@ def build_pubmedqa(source: Path, out_dir: Path, *, seed: int = 1337, test_fracti
         "label_sources": {"answer": "expert label (final_decision)", "rationale": "LONG_ANSWER, first sentence"},
     }
     return write_dataset(out_dir, "pubmedqa", examples, card)
+
+
+# ------------------------------------------------------------------------------------------------
+# Answers: the product's question-answering prompt -> cited answer sentences
+# ------------------------------------------------------------------------------------------------
+
+def pubmedqa_record_text(item: dict[str, Any]) -> str:
+    """A PubMedQA item's whole abstract as the catalog holds it: the sections, then the conclusion."""
+    return "\n".join([*item["CONTEXTS"], item["LONG_ANSWER"]])
+
+
+def answer_sentences(item: dict[str, Any], rid: str, text: str, *, max_sentences: int = 2,
+                     max_chars: int = 300) -> list[str]:
+    """Up to `max_sentences` sentences of the authors' conclusion that pass the product's citation check
+    against the record (`synthesis.citations.check_sentence`), i.e. what `enforce` would let through."""
+    from synthesis.citations import check_sentence, with_citations
+
+    kept = []
+    for sentence in _SENTENCE.split(item["LONG_ANSWER"].strip()):
+        sentence = " ".join(sentence.split())
+        if len(sentence) > max_chars or not sentence.endswith("."):
+            continue
+        if check_sentence(with_citations(sentence, [rid]), {rid: text}).ok:
+            kept.append(sentence)
+        if len(kept) == max_sentences:
+            break
+    return kept
+
+
+def build_answers(source: Path, out_dir: Path, *, seed: int = 1337, test_fraction: float = 0.2,
+                  val_fraction: float = 0.08, distractors: int = 2, unanswerable_every: int = 6,
+                  passage_chars: int = 700) -> dict[str, Any]:
+    """PubMedQA items -> the exact prompt `synthesis.answer` sends (question + records with citation tags)
+    -> `{"answer_sentences": [{"text", "citations"}], "insufficient"}`.
+
+    Records shown: the item's own abstract and `distractors` other items' abstracts, drawn from the same
+    split (no text crosses splits), in a seeded order. Target sentences are the authors' conclusion
+    sentences that pass the product's citation check, cited to the item. Every `unanswerable_every`-th item
+    (by seeded hash) is shown with distractors only and must say `insufficient`. Splits are PubMedQA's own
+    (same seed and fractions give the same assignment), so a record is held out in both tasks alike.
+    """
+    import random
+
+    from synthesis.prompts_qa import ANSWER_V1, answer_messages, answer_schema
+
+    items: dict[str, dict[str, Any]] = json.loads(Path(source).read_text(encoding="utf-8"))
+    labels = {f"pubmed:{pmid}": item["final_decision"] for pmid, item in items.items()}
+    fractions = {"test": test_fraction, "val": val_fraction}
+    assignment = stratified_split(labels, fractions, seed)
+    by_split: dict[str, list[str]] = {}
+    for pmid in sorted(items, key=lambda p: _unit(seed, f"pubmed:{p}")):
+        by_split.setdefault(assignment[f"pubmed:{pmid}"], []).append(pmid)
+    texts = {pmid: pubmedqa_record_text(item) for pmid, item in items.items()}
+    examples, skipped = [], Counter()
+    for pmid, item in items.items():
+        rid = f"pubmed:{pmid}"
+        split = assignment[rid]
+        rng = random.Random(f"{seed}:{rid}")
+        pool = [p for p in by_split[split] if p != pmid]
+        others = rng.sample(pool, min(distractors, len(pool)))
+        unanswerable = int(_unit(seed + 1, rid) * unanswerable_every) == 0
+        if unanswerable:
+            shown, reply, label = others, {"answer_sentences": [], "insufficient": True}, "insufficient"
+        else:
+            sentences = answer_sentences(item, rid, texts[pmid])
+            if not sentences:
+                skipped["no conclusion sentence passes the citation check"] += 1
+                continue
+            shown = [pmid, *others]
+            rng.shuffle(shown)
+            reply = {"answer_sentences": [{"text": s, "citations": [f"[PMID:{pmid}]"]} for s in sentences],
+                     "insufficient": False}
+            label = "answered"
+        records = [(f"[PMID:{p}]", items[p]["QUESTION"], trim_front(texts[p], passage_chars)) for p in shown]
+        example = _example("answers", rid, split, answer_messages(item["QUESTION"], records), dumps_target(reply),
+                           label=label, sources={"answer_sentences": "pubmedqa_long_answer_checked",
+                                                 "insufficient": "constructed: own record not shown"})
+        example["context_ids"] = [f"pubmed:{p}" for p in shown if p != pmid]
+        examples.append(example)
+    card = {
+        "description": ("The product's answer prompt (qa-answer/v1) over PubMedQA abstracts -> cited answer "
+                        "sentences: the authors' own conclusion sentences that pass synthesis.citations' check, "
+                        "cited to their record; items shown without their own record must answer insufficient."),
+        "sources": {"pqal": {"path": str(source), "sha256": sha256_of(source), "items": len(items)}},
+        "filters": {"distractors": distractors, "unanswerable_every": unanswerable_every,
+                    "passage_chars": passage_chars, "skipped": dict(skipped),
+                    "distractors_from": "the same split (no record text crosses splits)"},
+        "split": {"method": "PubMedQA's stratified split (same seed and fractions)", "seed": seed, **fractions},
+        "prompt": {"id": ANSWER_V1.id, "schema": answer_schema(["[PMID:<shown>]"])},
+        "label_sources": {"answer_sentences": "LONG_ANSWER sentences passing check_sentence",
+                          "insufficient": "true exactly when the item's own record is not shown"},
+    }
+    return write_dataset(out_dir, "answers", examples, card)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ Metrics
 - pubmedqa: accuracy, macro-F1 over yes/no/maybe, the confusion matrix (rows gold, columns predicted), the
   always-"yes" baseline on the same items; for the rationale: share with the item's `[PMID:…]` citation and
   share whose numbers all occur in the cited record (architecture invariant 4).
+- answers: the product's answer prompt and reply parser; answered-vs-insufficient accuracy and macro-F1,
+  share of generated sentences that pass the product's citation check against the records shown, share of
+  answerable items with a passing sentence that cites the item's own record, unparsed replies.
 - extraction: runs the product path, `synthesis.extract.extract(record, llm)`, on each held-out record.
   verified-field rate = claims the verifier kept / claims the model made (strings and numbers; see
   `data.claim_paths`), on every held-out record the teacher was asked about (kept or not).
@@ -126,6 +129,56 @@ def eval_pubmedqa(examples: list[dict[str, Any]], llm: LLM, *, say: Say, max_tok
     metrics["rationale"] = {"cites_record": _share(items, "cites_record"),
                             "numbers_verified": _share(items, "numbers_verified")}
     metrics["throughput"] = _throughput(len(items), seconds, tokens)
+    return metrics, items
+
+
+def eval_answers(examples: list[dict[str, Any]], llm: LLM, *, say: Say, record_texts: dict[str, str],
+                 max_tokens: int = 256) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The answer prompt as the product sends it, the reply read as the product reads it
+    (`synthesis.answer.parse_reply`) and checked as the product checks it (`check_sentence` against the
+    whole text of the records shown)."""
+    from synthesis.answer import parse_reply
+    from synthesis.citations import check_sentence, citation_ids, with_citations
+    from synthesis.prompts_qa import answer_schema
+
+    items, gold, pred = [], [], []
+    seconds = tokens = 0.0
+    for i, ex in enumerate(examples):
+        shown = [ex["record_id"]] * (ex["label"] == "answered") + list(ex.get("context_ids", []))
+        tags = sorted(set(_CITATION.findall(ex["messages"][-1]["content"])))
+        schema = answer_schema([f"[PMID:{t}]" for t in tags]) if llm.capabilities.json_schema else None
+        completion = llm.complete(ex["messages"], max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=schema)
+        seconds += completion.seconds
+        tokens += completion.tokens_out
+        data = parse_reply(completion.text) or {}
+        sentences = []
+        for entry in data.get("answer_sentences") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("text"), str):
+                cited = [rid for tag in entry.get("citations") or [] if isinstance(tag, str)
+                         for rid in citation_ids(tag if tag.startswith("[") else f"[{tag}]")]
+                sentences.append(with_citations(" ".join(entry["text"].split()), cited))
+        sources = {rid: record_texts[rid] for rid in shown if rid in record_texts}
+        checks = [check_sentence(s, sources) for s in sentences]
+        says_insufficient = bool(data.get("insufficient")) or not sentences
+        gold.append(ex["label"])
+        pred.append("insufficient" if says_insufficient else "answered")
+        items.append({"id": ex["id"], "gold": ex["label"], "pred": pred[-1], "sentences": len(sentences),
+                      "sentences_ok": sum(c.ok for c in checks),
+                      "cites_own_record": any(ex["record_id"] in c.citations for c in checks if c.ok),
+                      "parsed": bool(data), "seconds": round(completion.seconds, 3)})
+        if (i + 1) % 10 == 0:
+            say(f"{i + 1}/{len(examples)}: sentences passing the check so far "
+                f"{sum(it['sentences_ok'] for it in items)}/{sum(it['sentences'] for it in items)}")
+    metrics = classification_metrics(gold, pred, ("answered", "insufficient"))
+    generated = sum(it["sentences"] for it in items)
+    answerable = [it for it in items if it["gold"] == "answered"]
+    metrics.update({
+        "sentences": generated,
+        "sentences_pass_check": round(sum(it["sentences_ok"] for it in items) / generated, 4) if generated else None,
+        "answerable_with_a_checked_citation_of_its_record": _share(answerable, "cites_own_record"),
+        "unparsed_replies": sum(not it["parsed"] for it in items),
+        "throughput": _throughput(len(items), seconds, tokens),
+    })
     return metrics, items
 
 
@@ -327,6 +380,11 @@ def evaluate_run(run: str | Path, *, runs_root: Path, split: str = "test", model
             rationale_first = bool(schema) and next(iter(schema["properties"])) == "rationale"
             metrics, items = eval_pubmedqa(examples, llm, say=say, schema=schema,
                                            max_tokens=max_tokens or (128 if rationale_first else 96))
+        elif task == "answers":
+            from synthesis.finetune.data import pubmedqa_record_text
+            pqal = json.loads(Path(card["sources"]["pqal"]["path"]).read_text(encoding="utf-8"))
+            texts = {f"pubmed:{pmid}": pubmedqa_record_text(item) for pmid, item in pqal.items()}
+            metrics, items = eval_answers(examples, llm, say=say, record_texts=texts, max_tokens=max_tokens or 256)
         elif task == "evidence":
             metrics, items = eval_evidence(examples, llm, say=say, max_tokens=max_tokens or 160)
         elif task == "extraction":
