@@ -107,6 +107,18 @@ def test_teacher_outputs_that_fail_verification_are_excluded(shared_data: Path, 
     assert sorted(kept) == sorted(rid for rid, _ in records[:3]) and pruned["teacher"]["accepted_strict"] == 1
     assert kept[records[1][0]]["n_randomised"] is None and kept[records[2][0]]["outcomes"] == []
     assert all(data.judge(rid, a, kept[rid], "train").accepted for rid, a in records[:3])  # every value verifies
+    # the teacher's logged replies, scored by the eval as a live model would be: the same claims verify as when
+    # the dataset was judged (made-up number and quote lost), the unreadable reply counts as a parse failure
+    from synthesis.finetune.evaluate import eval_extraction
+
+    logged = {r["record_id"]: r for r in data.read_jsonl(tmp_path / "x" / "labels.jsonl")}
+    examples = [ex for s in data.SPLITS for ex in data.load_split(tmp_path / "x", s)]
+    rejected = [r for s in data.SPLITS for r in data.read_jsonl(tmp_path / "x" / f"rejected_{s}.jsonl")]
+    metrics, items = eval_extraction(examples, None, say=lambda _m: None, extra_records=rejected, logged=logged)
+    assert metrics["records"] == 4 and metrics["parse_failures"] == 1
+    assert (metrics["claims"], metrics["claims_verified"]) == (teacher_card["claims"], teacher_card["claims_verified"])
+    assert metrics["claims_verified"] < metrics["claims"]
+    assert metrics["throughput"]["seconds"] == round(sum(r["seconds"] for r in logged.values()), 1)
 
 
 def test_evidence_dataset_keeps_only_verbatim_evidence(shared_data: Path, tmp_path: Path):

@@ -130,7 +130,8 @@ def train_(
 def eval_(
     run: str = typer.Argument(..., help="Run directory or run name under <data dir>/finetune/runs."),
     split: str = typer.Option("test", "--split", help="train | val | test"),
-    model: str = typer.Option("tuned", "--model", help="tuned (the adapter) | base (untuned) | a registry name."),
+    model: str = typer.Option("tuned", "--model", help="tuned (the adapter) | base (untuned) | a registry name | "
+                                                       "teacher-logged (extraction: the teacher's logged replies)."),
     backend: str = typer.Option("llamacpp", "--backend", help="llamacpp (merged GGUF, grammar) | transformers."),
     limit: int = typer.Option(None, "--limit", help="Only the first N items of the split."),
     threads: int = typer.Option(1, "--threads", help="CPU threads (fixed, for reproducible numbers)."),

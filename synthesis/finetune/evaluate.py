@@ -1,6 +1,6 @@
 """Evaluate a fine-tuned run (or its base, or any registry model) on a held-out split of its dataset.
 
-    oncolit finetune eval RUN [--model tuned|base|qwen2.5-coder-1.5b] [--backend llamacpp|transformers]
+    oncolit finetune eval RUN [--model tuned|base|teacher-logged|qwen2.5-coder-1.5b] [--backend llamacpp|transformers]
 
 Decoding is greedy (temperature 0, seed 0) with a fixed thread count, and llama.cpp constrains the reply to the
 task's JSON schema (the PubMedQA answer is an enum, so the answer is always one of yes/no/maybe), so the same
@@ -45,7 +45,7 @@ from synthesis.finetune.data import (
     unverified,
     verified_answer,
 )
-from synthesis.llm.base import LLM, LLMError
+from synthesis.llm.base import LLM, BaseLLM, Capabilities, Completion, LLMError
 
 Say = Callable[[str], None]
 _CITATION = re.compile(r"\[PMID:(\d+)\]")
@@ -243,24 +243,43 @@ def facts(answer: dict[str, Any]) -> Counter[tuple[str, str]]:
     return out
 
 
-def eval_extraction(examples: list[dict[str, Any]], llm: LLM, *, say: Say,
-                    extra_records: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`examples` carry a target (F1 and verified rate); `extra_records` (teacher rejected) only the verified rate."""
+class LoggedReply(BaseLLM):
+    """One reply the teacher gave while the dataset was built (`labels.jsonl`: the raw JSON `extract()` got
+    from it, greedy, with its wall time and tokens), served again. Scoring these replies with the same code
+    as a live model gives the teacher's numbers on the held-out records without re-running a 1.5B model for
+    an hour; `--model <teacher> --limit N` re-measures its speed live beside the student's."""
+
+    capabilities = Capabilities(json_schema=True, streaming=False, max_context=32768)
+
+    def __init__(self, row: dict[str, Any], name: str):
+        self.row, self.name = row, name
+
+    def complete(self, messages: Sequence[Any], **kwargs: Any) -> Completion:
+        answer = self.row.get("answer")
+        return Completion(text=json.dumps(answer) if answer is not None else "", tokens_in=self.row["tokens_in"],
+                          tokens_out=self.row["tokens_out"], seconds=self.row["seconds"])
+
+
+def eval_extraction(examples: list[dict[str, Any]], llm: LLM | None, *, say: Say,
+                    extra_records: list[dict[str, Any]] | None = None,
+                    logged: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`examples` carry a target (F1 and verified rate); `extra_records` (teacher rejected) only the verified rate.
+    With `logged` (record id -> labels.jsonl row), the teacher's logged replies are scored instead of `llm`
+    and the time is the logged generation time."""
     from ingest.records.article import Article
     from synthesis.extract import extract
     from synthesis.finetune.data import RecordingLLM
 
-    recorder = RecordingLLM(llm)
     items = []
     tp = n_pred = n_gold = claims = kept = parse_failures = 0
     seconds = tokens = 0.0
     rows = [(ex, True) for ex in examples] + [(r, False) for r in (extra_records or [])]
     for i, (row, has_target) in enumerate(rows):
         article = Article.model_validate(row["record"])
-        recorder.last = None
+        recorder = RecordingLLM(LoggedReply(logged[row["record_id"]], "teacher-logged") if logged else llm)
         started = time.perf_counter()
         result = extract(article, recorder)
-        seconds += time.perf_counter() - started
+        seconds += recorder.last[1].seconds if logged and recorder.last else time.perf_counter() - started
         tokens += result.tokens.get("out", 0)
         try:
             answer = json.loads(recorder.last[1].text) if recorder.last else None
@@ -370,6 +389,11 @@ def evaluate_run(run: str | Path, *, runs_root: Path, split: str = "test", model
     examples = load_split(data_dir, split)[:limit] if limit else load_split(data_dir, split)
     if not examples:
         raise ValueError(f"split {split!r} of {data_dir} is empty")
+    if model == "teacher-logged":
+        if task != "extraction":
+            raise LLMError("--model teacher-logged scores the teacher's logged replies: extraction datasets only")
+        teacher = (card.get("teacher") or {}).get("model", "teacher")
+        llm, backend = LoggedReply({}, f"{teacher} (logged replies)"), "logged"
     own_llm = llm is None
     started = time.perf_counter()
     llm = llm or make_eval_llm(run_dir, model, backend, threads=threads, n_ctx=n_ctx)
@@ -389,7 +413,10 @@ def evaluate_run(run: str | Path, *, runs_root: Path, split: str = "test", model
             metrics, items = eval_evidence(examples, llm, say=say, max_tokens=max_tokens or 160)
         elif task == "extraction":
             extra = [r for r in read_jsonl(data_dir / f"rejected_{split}.jsonl")] if include_rejected else []
-            metrics, items = eval_extraction(examples, llm, say=say, extra_records=extra[:limit] if limit else extra)
+            logged = ({r["record_id"]: r for r in read_jsonl(data_dir / "labels.jsonl")}
+                      if model == "teacher-logged" else None)
+            metrics, items = eval_extraction(examples, llm, say=say, extra_records=extra[:limit] if limit else extra,
+                                             logged=logged)
         else:
             raise ValueError(f"unknown task {task!r}")
     finally:
