@@ -80,6 +80,18 @@ def test_adapter_reloads_in_transformers_and_llamacpp_serves_the_merged_gguf(tin
     assert via_transformers == via_llamacpp  # same weights, two runtimes
     assert via_llamacpp.startswith('{"answer": "')  # it learnt the reply's form ...
     assert untuned != via_llamacpp  # ... which the base does not produce
+    # registered, it is a model like any other: both backends load it by name
+    from synthesis.finetune.local_models import register_run
+    from synthesis.llm import make_llm
+
+    models_dir = base_gguf.parent
+    register_run(models_dir, tiny_run, "tiny-pubmedqa")
+    with make_llm("llamacpp", "tiny-pubmedqa", models_dir, n_ctx=1024, n_threads=1) as by_name:
+        assert by_name.name == "llamacpp:tiny-pubmedqa"
+        assert by_name.complete(example["messages"], max_tokens=48).text == via_llamacpp
+    with make_llm("transformers", "tiny-pubmedqa", models_dir, threads=1, dtype="float32") as by_name:
+        assert by_name.name == "transformers:tiny-pubmedqa"
+        assert by_name.complete(example["messages"], max_tokens=48).text == via_transformers
 
 
 def test_finetune_eval_gives_the_same_numbers_twice(tiny_run: Path):

@@ -19,12 +19,14 @@ def make_llm(backend: str = DEFAULT_BACKEND, model: str | None = None, models_di
              **options: Any) -> LLM:
     """Build a backend.
 
-    - llamacpp: `model` is a registry name (default qwen2.5-coder-1.5b; must be pulled) or a .gguf path;
+    - llamacpp: `model` is a registry name (default qwen2.5-coder-1.5b; must be pulled), a registered
+      fine-tuned model (`oncolit models list`; its merged GGUF) or a .gguf path;
       options go to `LlamaCppLLM` (n_ctx defaults to the registry's; `verify_hash=True` re-hashes
       registry files before loading).
     - openai: `model` is the server's model id (None: its first); options `base_url`, `api_key`, `client`,
       `schema_mode`, `max_context`, `timeout`.
-    - transformers: `model` is a local HF model dir, a .gguf path or a pulled registry name; options
+    - transformers: `model` is a local HF model dir, a .gguf path, a pulled registry name, or a registered
+      fine-tuned model (its base with its LoRA adapter); options
       `adapter_dir`, `gguf_file`, `device`, `dtype`, `threads`.
     - none: no model; every generation refuses (extractive operation).
     """
@@ -40,6 +42,7 @@ def make_llm(backend: str = DEFAULT_BACKEND, model: str | None = None, models_di
         path = resolve(name, _need_dir(models_dir, name), verify_hash=options.pop("verify_hash", True))
         if name in REGISTRY:
             options.setdefault("n_ctx", REGISTRY[name].n_ctx)
+        if not name.endswith(".gguf") and "/" not in name:  # a name (registry or fine-tuned), not a path
             options.setdefault("name", f"llamacpp:{name}")
         return _build(LlamaCppLLM, path, **options)
     if backend == "transformers":
@@ -47,10 +50,22 @@ def make_llm(backend: str = DEFAULT_BACKEND, model: str | None = None, models_di
         if not model:
             raise LLMError("the transformers backend needs model= (a local HF model directory or a .gguf file)")
         target: str | Path = model
+        tuned = _fine_tuned(models_dir, model)
+        if tuned is not None and tuned.get("adapter_dir"):  # a registered fine-tuned model: its base + adapter
+            options.setdefault("adapter_dir", tuned["adapter_dir"])
+            options.setdefault("name", f"transformers:{model}")
+            model = target = tuned["base"]
         if model in REGISTRY or model.endswith(".gguf"):
             target = resolve(model, _need_dir(models_dir, model), verify_hash=options.pop("verify_hash", False))
         return _build(TransformersLLM, target, **options)
     raise LLMError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _fine_tuned(models_dir: Path | None, name: str) -> dict[str, Any] | None:
+    if models_dir is None or name in REGISTRY:
+        return None
+    from synthesis.finetune.local_models import get_local_model
+    return get_local_model(models_dir, name)
 
 
 def _need_dir(models_dir: Path | None, name: str) -> Path:
