@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,6 +67,7 @@ from synthesis.citations import (
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts import blank_spans, find_instructions
 from synthesis.prompts_qa import ANSWER_V1, answer_messages, answer_schema
+from synthesis.replies import cited_sentences, parse_reply
 
 log = logging.getLogger(__name__)
 
@@ -325,64 +325,11 @@ def _generate(question: str, shown: Sequence[Candidate], llm: LLM, *, seed: int,
     schema = answer_schema(tags)
     completion = llm.complete(messages, max_tokens=max_tokens, temperature=0.0, seed=seed,
                               json_schema=schema if llm.capabilities.json_schema else None)
-    data = parse_reply(completion.text)
+    data = parse_reply(completion.text, "answer_sentences")
     if data is None:
         # No JSON at all: take the reply as prose with inline citations (enforce checks it the same way).
         return split_sentences(completion.text), False
-    sentences = []
-    for item in data.get("answer_sentences") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            continue
-        cited = [rid for tag in item.get("citations") or [] if isinstance(tag, str) for rid in _tag_ids(tag)]
-        sentences.append(with_citations(" ".join(item["text"].split()), cited))
-    return [s for s in sentences if s.strip()], bool(data.get("insufficient"))
-
-
-def _tag_ids(tag: str) -> list[str]:
-    """A citation as a model may write it: "[PMID:1]", "PMID:1", "pubmed:1", "NCT01234567", "ctgov:NCT…"."""
-    tag = tag.strip()
-    for prefix, fmt in (("pubmed:", "[PMID:{}]"), ("ctgov:", "[{}]")):
-        if tag.lower().startswith(prefix):
-            tag = fmt.format(tag[len(prefix):])
-    return citation_ids(tag if tag.startswith("[") else f"[{tag}]")
-
-
-def parse_reply(text: str) -> dict[str, Any] | None:
-    """The model's JSON object; None only when the reply holds no JSON at all (then it is prose).
-
-    A reply cut off by `max_tokens` is JSON that never closes: read as prose, its fragments
-    (keys, half a sentence, a citation tag) would reach the checker as "sentences". Instead keep
-    the sentence objects that did close (`_salvage`); an unreadable object gives no sentences."""
-    import json
-
-    start = text.find("{")
-    if start < 0:
-        return None
-    try:
-        data, _ = json.JSONDecoder().raw_decode(text, start)
-    except json.JSONDecodeError:
-        return _salvage(text, start)
-    return data if isinstance(data, dict) else {}
-
-
-def _salvage(text: str, start: int) -> dict[str, Any]:
-    """The complete `answer_sentences` items of a truncated or malformed reply, in order; the
-    `insufficient` flag is unknown there, so it reads False (the caller falls back to quotes)."""
-    import json
-
-    opened = re.compile(r'"answer_sentences"\s*:\s*\[').search(text, start)
-    if opened is None:
-        return {}
-    decoder, pos, items = json.JSONDecoder(), opened.end(), []
-    while True:
-        pos = re.compile(r"[\s,]*").match(text, pos).end()  # type: ignore[union-attr]
-        try:
-            item, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            break
-        items.append(item)
-    log.warning("the model's reply was not complete JSON; kept %d finished sentence(s)", len(items))
-    return {"answer_sentences": items}
+    return cited_sentences(data, "answer_sentences"), bool(data.get("insufficient"))
 
 
 def _fit_passages(shown: Sequence[Candidate], llm: LLM, max_tokens: int) -> list[str]:

@@ -57,21 +57,8 @@ def answer_messages(question: str, records: Sequence[tuple[str, str, str]]) -> l
 
 
 def answer_schema(tags: Sequence[str], max_sentences: int = 4, max_chars: int = 300) -> dict[str, Any]:
-    """The JSON schema of an answer. Citations are an enum of the tags shown, so a backend that
-    constrains output to the schema cannot cite a record it was not given."""
-    citation: dict[str, Any] = {"type": "string", "enum": list(tags)} if tags else {"type": "string"}
-    return {
-        "type": "object",
-        "properties": {
-            "answer_sentences": {
-                "type": "array", "maxItems": max_sentences,
-                "items": {"type": "object",
-                          "properties": {"text": {"type": "string", "maxLength": max_chars},
-                                         "citations": {"type": "array", "minItems": 1, "maxItems": 3,
-                                                       "items": citation}},
-                          "required": ["text", "citations"]},
-            },
-            "insufficient": {"type": "boolean"},
-        },
-        "required": ["answer_sentences", "insufficient"],
-    }
+    """The JSON schema of an answer: cited sentences (citations an enum of the tags shown) + `insufficient`."""
+    from synthesis.replies import sentences_schema
+
+    return sentences_schema("answer_sentences", list(tags), max_sentences=max_sentences, max_chars=max_chars,
+                            extra={"insufficient": {"type": "boolean"}})

@@ -282,6 +282,27 @@ def test_overview_sentences_are_checked_replaced_counted_and_logged(catalog: Cat
     assert dg.BEGIN_MARKER in prompt and "[PMID:22663011]" in prompt
 
 
+def test_overview_json_reply_cites_through_the_schema_and_a_cut_off_reply_keeps_finished_sentences(
+        catalog: Catalog) -> None:
+    topics = [dg.Topic(name="Melanoma", query="BRAF MEK inhibitor melanoma")]
+    finished = {"text": "Trametinib improved progression-free survival in BRAF V600E or V600K melanoma",
+                "citations": ["[PMID:22663011]"]}
+    llm = ScriptedLLM().enqueue({"sentences": [finished, {"text": "It was tested in melanoma.", "citations": []}]})
+    doc = dg.build_digest(catalog, topics, _window(catalog), period_end=DAY, llm=llm)
+    overview = doc["topics"][0]["overview"]
+    assert overview["kind"] == "generated" and overview["sentences"] == 2 and overview["dropped"] == 1
+    assert overview["text"] == ("Trametinib improved progression-free survival in BRAF V600E or V600K melanoma "
+                                "[PMID:22663011].")
+    schema = llm.calls[0]["json_schema"]["properties"]["sentences"]["items"]["properties"]["citations"]["items"]
+    assert "[PMID:22663011]" in schema["enum"] and dg.OVERVIEW_V2.id == "digest-overview/v2"
+    # max_tokens cut the JSON off mid-sentence: the finished sentence stays, no fragment reaches the digest
+    cut = '{"sentences": [' + json.dumps(finished) + ', {"text": "Overall survival was 47 mon'
+    doc = dg.build_digest(catalog, topics, _window(catalog), period_end=DAY, llm=ScriptedLLM().enqueue(cut))
+    overview = doc["topics"][0]["overview"]
+    assert overview["kind"] == "generated" and "{" not in overview["text"] and "47" not in overview["text"]
+    assert citation_ids(overview["text"]) == ["pubmed:22663011"]
+
+
 def test_overview_without_a_model_is_quotes_and_a_failing_model_falls_back(catalog: Catalog) -> None:
     topics = [dg.Topic(name="Melanoma", query="BRAF MEK inhibitor melanoma")]
     doc = dg.build_digest(catalog, topics, _window(catalog), period_end=DAY, llm=None)

@@ -45,7 +45,7 @@ class DigestSettings(BaseModel):
     overview: bool = Field(True, description="Ask the LLM for an overview paragraph per topic (checked "
                                              "sentence by sentence); otherwise the overview is a quote.")
     overview_items: int = Field(5, ge=1, description="Items of a topic shown to the LLM for its overview.")
-    overview_max_tokens: int = Field(220, ge=32, description="Length limit of one overview, in tokens.")
+    overview_max_tokens: int = Field(320, ge=32, description="Length limit of one overview (JSON reply), in tokens.")
     send_empty: bool = Field(False, description="Send a digest even when nothing is new (else it is only logged).")
     max_attempts: int = Field(10, ge=1, description="Send attempts per digest before it is given up.")
     unsubscribe_url: str | None = Field(

@@ -135,11 +135,11 @@ def eval_pubmedqa(examples: list[dict[str, Any]], llm: LLM, *, say: Say, max_tok
 def eval_answers(examples: list[dict[str, Any]], llm: LLM, *, say: Say, record_texts: dict[str, str],
                  max_tokens: int = 256) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The answer prompt as the product sends it, the reply read as the product reads it
-    (`synthesis.answer.parse_reply`) and checked as the product checks it (`check_sentence` against the
+    (`synthesis.replies`) and checked as the product checks it (`check_sentence` against the
     whole text of the records shown)."""
-    from synthesis.answer import parse_reply
-    from synthesis.citations import check_sentence, citation_ids, with_citations
+    from synthesis.citations import check_sentence
     from synthesis.prompts_qa import answer_schema
+    from synthesis.replies import cited_sentences, parse_reply
 
     items, gold, pred = [], [], []
     seconds = tokens = 0.0
@@ -150,13 +150,8 @@ def eval_answers(examples: list[dict[str, Any]], llm: LLM, *, say: Say, record_t
         completion = llm.complete(ex["messages"], max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=schema)
         seconds += completion.seconds
         tokens += completion.tokens_out
-        data = parse_reply(completion.text) or {}
-        sentences = []
-        for entry in data.get("answer_sentences") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("text"), str):
-                cited = [rid for tag in entry.get("citations") or [] if isinstance(tag, str)
-                         for rid in citation_ids(tag if tag.startswith("[") else f"[{tag}]")]
-                sentences.append(with_citations(" ".join(entry["text"].split()), cited))
+        data = parse_reply(completion.text, "answer_sentences") or {}
+        sentences = cited_sentences(data, "answer_sentences")
         sources = {rid: record_texts[rid] for rid in shown if rid in record_texts}
         checks = [check_sentence(s, sources) for s in sentences]
         says_insufficient = bool(data.get("insufficient")) or not sentences
