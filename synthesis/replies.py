@@ -14,11 +14,12 @@ import logging
 import re
 from typing import Any
 
-from synthesis.citations import citation_ids, with_citations
+from synthesis.citations import CITATION_RE, citation_ids, strip_citations, with_citations
 
 log = logging.getLogger(__name__)
 
 _SKIP = re.compile(r"[\s,]*")
+_LEADING_TAG = re.compile(r"\s*(?:" + CITATION_RE.pattern + r"\s*)+", re.IGNORECASE)
 
 
 def parse_reply(text: str, key: str) -> dict[str, Any] | None:
@@ -59,18 +60,31 @@ def tag_ids(tag: str) -> list[str]:
     return citation_ids(tag if tag.startswith("[") else f"[{tag}]")
 
 
-def cited_sentences(data: dict[str, Any], key: str) -> list[str]:
-    """Each `{"text", "citations"}` item as one sentence with its citations written in (OncoLit's form)."""
+def cited_sentences(data: dict[str, Any], key: str, *, max_chars: int = 300) -> list[str]:
+    """Each `{"text", "citations"}` item as one sentence with its citations at its end (OncoLit's form).
+
+    Models also write tags into the text ("[PMID:1] shows that ..."): those move to the end with the listed
+    ones (a leading tag was the sentence's subject, so it becomes "One study"), so a claim always runs up to
+    its citations. A text the schema's `max_chars` cut off mid-sentence is no claim at all: it is dropped."""
     sentences = []
     for item in data.get(key) or []:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             continue
-        cited = [rid for tag in item.get("citations") or [] if isinstance(tag, str) for rid in tag_ids(tag)]
         text = " ".join(item["text"].split())
-        if text and not text.endswith((".", "!", "?")):
-            text += "."  # a sentence, so its citation goes before the full stop
+        cited = [rid for tag in item.get("citations") or [] if isinstance(tag, str) for rid in tag_ids(tag)]
+        inline = citation_ids(text)
+        if inline:
+            leading = _LEADING_TAG.match(text) is not None
+            text = strip_citations(text)
+            if leading and text[:1].islower():
+                text = "One study " + text
+            cited = inline + cited
+        if not text or (len(item["text"]) >= max_chars and not text.endswith((".", "!", "?"))):
+            continue
+        if not text.endswith((".", "!", "?")):
+            text += "."  # a sentence, so its citations go before the full stop
         sentences.append(with_citations(text, cited))
-    return [s for s in sentences if s.strip()]
+    return sentences
 
 
 def sentences_schema(key: str, tags: list[str], *, max_sentences: int = 4, max_chars: int = 300,
