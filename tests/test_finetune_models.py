@@ -15,13 +15,14 @@ def test_register_list_and_resolve_a_fine_tuned_model(tmp_path: Path):
     gguf.write_bytes(b"GGUF" + bytes(60))
     entry = local_models.register(tmp_path / "models", "smollm2-135m-pubmedqa", base="smollm2-135m", task="pubmedqa",
                                   path=gguf, adapter_dir=tmp_path / "run" / "adapter",
-                                  data={"card_sha256": "ab"}, metrics={"test-tuned-llamacpp": {"accuracy": 0.6}})
+                                  data={"card_sha256": "ab"}, metrics={"test-tuned-llamacpp-n5": {"accuracy": 0.9},
+                                                                       "test-tuned-llamacpp": {"accuracy": 0.6}})
     assert entry["size"] == 64 and len(entry["sha256"]) == 64
     assert local_models.resolve_local(tmp_path / "models", "smollm2-135m-pubmedqa") == gguf
     assert local_models.resolve_local(tmp_path / "models", "other") is None
     rows, lines = local_models.listing(tmp_path / "models")
     assert rows[0]["base"] == "smollm2-135m" and rows[0]["fine_tuned"] and rows[0]["pulled"]
-    assert "accuracy 0.6" in lines[0] and "smollm2-135m" in lines[0]
+    assert "accuracy 0.6" in lines[0] and "smollm2-135m" in lines[0]  # the whole split, not a --limit slice
     # re-registering replaces the entry; a registry name can never be shadowed
     local_models.register(tmp_path / "models", "smollm2-135m-pubmedqa", base="smollm2-135m", task="pubmedqa", path=gguf)
     assert len(local_models.list_local_models(tmp_path / "models")) == 1

@@ -107,7 +107,9 @@ def listing(models_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                      "fine_tuned": True, "base": m["base"], "task": m["task"], "adapter_dir": m.get("adapter_dir"),
                      "data": m.get("data"), "metrics": m.get("metrics")})
         metrics = m.get("metrics") or {}
-        key = next((k for k in metrics if k.startswith("test-tuned")), next(iter(metrics), None))
+        tuned = sorted(k for k in metrics if k.startswith("test-tuned"))
+        whole = [k for k in tuned if not re.search(r"-n\d+", k)]  # the whole held-out split, not a --limit slice
+        key = (whole or tuned or list(metrics) or [None])[0]
         summary = (f"{key}: " + ", ".join(f"{k} {v}" for k, v in metrics[key].items())) if key else "no eval recorded"
         lines.append(f"{m['name']} (fine-tuned {m['base']} for {m['task']}): "
                      f"{'present' if present else 'MISSING'}, {summary} — {m['title']}")
