@@ -61,3 +61,37 @@ def test_models_list_and_resolve_see_a_registered_fine_tuned_model(tmp_path: Pat
     with pytest.raises(ModelNotFound, match="finetune train"):
         resolve("smollm2-135m-pubmedqa", models)
     get_settings.cache_clear()
+
+
+@pytest.mark.timeout(600)
+def test_shipped_fine_tuned_model_pulls_lists_and_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`oncolit models pull smollm2-135m-extraction`: base pulled, the committed adapter merged, registered with
+    its held-out metrics; the default backend then serves it by name and it writes the findings JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from oncolit.cli.common import get_settings
+    from oncolit.cli.main import app
+    from synthesis.llm import make_llm
+
+    shipped = local_models.shipped_models()
+    assert {"smollm2-135m-extraction", "smollm2-135m-pubmedqa"} <= set(shipped)
+    for manifest in shipped.values():  # every shipped adapter carries its card: base, data, held-out results
+        assert manifest["base"] == "smollm2-135m" and manifest["data"]["counts"]["test"]["examples"] >= 30
+        assert any(key.startswith("test-tuned") for key in manifest["eval"])
+    monkeypatch.setenv("ONCOLIT_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["models", "pull", "smollm2-135m-extraction", "--json"])
+        assert result.exit_code == 0, result.output
+        listed = CliRunner().invoke(app, ["models", "list", "--no-verify", "--json"])
+        rows = {row["name"]: row for row in json.loads(listed.output)}
+    finally:
+        get_settings.cache_clear()
+    tuned = rows["smollm2-135m-extraction"]
+    assert tuned["fine_tuned"] and tuned["pulled"] and tuned["metrics"]["test-tuned-llamacpp"]["verified_field_rate"]
+    with make_llm("llamacpp", "smollm2-135m-extraction", tmp_path / "models", n_threads=1, n_ctx=2048) as llm:
+        reply = llm.complete([{"role": "user", "content": "Reply with the findings JSON for: no record."}],
+                             max_tokens=24).text
+    assert llm.name == "llamacpp:smollm2-135m-extraction" and reply.strip()

@@ -19,7 +19,8 @@ def models_dir() -> Path:
 
 @app.command("pull")
 def pull_(
-    name: str = typer.Argument(..., help=f"Registry name: {', '.join(REGISTRY)}."),
+    name: str = typer.Argument(..., help=f"Registry name ({', '.join(REGISTRY)}) or a shipped fine-tuned model "
+                                         "(smollm2-135m-extraction, smollm2-135m-pubmedqa)."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if a verified copy is present."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -30,8 +31,19 @@ def pull_(
     Examples:
       oncolit models pull smollm2-135m          # 98 MB, fast, used by the tests
       oncolit models pull qwen2.5-coder-1.5b    # 1.1 GB in 22 parts, the default for quality
+      oncolit models pull smollm2-135m-extraction   # fine-tuned here: the shipped adapter merged onto its base
     """
-    result = pull(name, models_dir(), force=force, progress=lambda message: console.print(message, markup=False))
+    from synthesis.finetune.local_models import install_shipped, shipped_models
+
+    say = lambda message: console.print(message, markup=False)  # noqa: E731
+    if name in shipped_models():  # a fine-tuned model: its adapter is in git, merged onto the pulled base here
+        entry = install_shipped(name, models_dir(), progress=say)
+        data = {"name": name, "path": entry["path"], "sha256": entry["sha256"], "size": entry["size"],
+                "source": "shipped adapter merged onto " + entry["base"], "base": entry["base"]}
+        emit(data, as_json, f"{name}: adapter merged onto {entry['base']}, {entry['size'] / 1e6:.0f} MB -> "
+                            f"{entry['path']} (registered; `oncolit models list` shows its held-out metrics)")
+        return
+    result = pull(name, models_dir(), force=force, progress=say)
     data = {"name": result.name, "path": str(result.path), "sha256": result.sha256, "size": result.size,
             "source": result.source, "seconds": round(result.seconds, 1)}
     verb = "already present and verified" if result.source == "present" else f"pulled ({result.source})"

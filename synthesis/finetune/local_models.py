@@ -114,3 +114,41 @@ def listing(models_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         lines.append(f"{m['name']} (fine-tuned {m['base']} for {m['task']}): "
                      f"{'present' if present else 'MISSING'}, {summary} — {m['title']}")
     return rows, lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Shipped fine-tuned models: small LoRA adapters committed in `shipped/<name>/` with their card
+# ------------------------------------------------------------------------------------------------
+
+SHIPPED = Path(__file__).with_name("shipped")
+_LISTED = ("accuracy", "macro_f1", "verified_field_rate", "field_f1", "n", "records")
+
+
+def shipped_models() -> dict[str, dict[str, Any]]:
+    """name -> model.json (base, task, training config, data card summary, held-out eval) of each shipped adapter."""
+    if not SHIPPED.is_dir():
+        return {}
+    return {p.parent.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(SHIPPED.glob("*/model.json"))}
+
+
+def install_shipped(name: str, models_dir: Path, *, progress: Any = None) -> dict[str, Any]:
+    """Pull the base model, merge the shipped adapter into `<models dir>/<name>.gguf`, register it.
+
+    What `oncolit models pull NAME` does for a fine-tuned model: the adapter (a few MB) is in git, the merged
+    file (~117 MB) is made here, so the default llama.cpp backend serves it and the transformers backend can
+    load base + adapter."""
+    from synthesis.finetune.export_gguf import export_merged
+    from synthesis.llm.registry import pull
+
+    manifest = shipped_models().get(name)
+    if manifest is None:
+        raise ValueError(f"no shipped fine-tuned model {name!r}; shipped: {', '.join(shipped_models()) or 'none'}")
+    say = progress or (lambda _m: None)
+    base = pull(manifest["base"], Path(models_dir), progress=progress).path
+    say(f"merging the {name} adapter into {base.name}")
+    path = export_merged(base, SHIPPED / name, Path(models_dir) / f"{name}.gguf", name=name)
+    metrics = {key: {k: v for k, v in run["metrics"].items() if k in _LISTED}
+               for key, run in manifest.get("eval", {}).items()}
+    return register(Path(models_dir), name, base=manifest["base"], task=manifest["task"], path=path,
+                    adapter_dir=SHIPPED / name, title=f"{manifest['base']} fine-tuned for {manifest['task']} (shipped)",
+                    data=manifest.get("data"), metrics=metrics)
