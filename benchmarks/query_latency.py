@@ -33,22 +33,20 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import stamp
 from index.chunking import day_number
 from index.sparse import SparseVector
 from index.store import Point, SearchFilter, Store
@@ -90,30 +88,6 @@ FILTERS = {
 FILLER = ("Patients were randomly assigned to the experimental regimen or standard therapy; the primary "
           "endpoint was progression-free survival and secondary endpoints included overall survival, "
           "response rate, safety and quality of life, assessed at prespecified intervals. ") * 4
-
-
-def stamp() -> dict[str, Any]:
-    """Machine, software and commit, so a number can be traced to what produced it."""
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except OSError:
-            return None
-
-    versions = {}
-    for pkg in ("qdrant-edge-py", "qdrant-client", "numpy"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    status = git("status", "--porcelain")
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
-            "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "memory_gb": round(mem / 2**30, 1),
-            "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-            "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": versions}
 
 
 # -- synthetic data ----------------------------------------------------------------------------
@@ -355,6 +329,8 @@ def main() -> None:
         "passage_chars": PASSAGE_CHARS, "seed": args.seed, "modes": [f"{m}/{f}" for m, f in MODES],
         "filters": {k: repr(v) for k, v in FILTERS.items()}}, "runs": []}
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per run: memory figures are the store's
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for size in args.sizes:
             for kind in stores:
