@@ -85,9 +85,8 @@ def quantise(onnx_path: Path, out_dir: Path) -> Path:
 
 def build(variants: tuple[str, ...], torch_model: SentenceTransformerEmbedder, onnx_dir: Path,
           threads: int | None) -> dict[str, Callable[[list[str]], np.ndarray]]:
-    """One embed function per variant. Models are loaded once; torch variants share one model."""
-    import onnxruntime as ort
-
+    """One embed function per variant. Models are loaded once; torch variants share one model.
+    onnxruntime (the `onnx` extra) is needed only for the onnx variants."""
     fns: dict[str, Callable[[list[str]], np.ndarray]] = {}
     for name in variants:
         kind, _, option = name.partition("-")
@@ -95,6 +94,8 @@ def build(variants: tuple[str, ...], torch_model: SentenceTransformerEmbedder, o
             batch = int(option.lstrip("b"))
             fns[name] = lambda texts, b=batch: _torch_embed(torch_model, texts, b)
         elif option == "int8":
+            import onnxruntime as ort
+
             emb = OnnxEmbedder(onnx_dir=onnx_dir, batch_size=16, threads=threads)
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
