@@ -191,3 +191,7 @@ def test_eval_answers_reads_and_checks_replies_as_the_product_does(shared_data: 
     assert metrics["answerable_with_a_checked_citation_of_its_record"] == 1.0
     assert metrics["sentences_pass_check"] == round(len(good["answer_sentences"]) / (len(good["answer_sentences"]) + 1), 4)
     assert llm.calls[0]["json_schema"]["properties"]["answer_sentences"]["items"]["properties"]["citations"]
+    # a reply with no JSON is prose, read and checked sentence by sentence as the product does
+    metrics, rows = eval_answers([answerable], ScriptedLLM().enqueue("It cured everyone [PMID:1]."), say=lambda _m: None,
+                                 record_texts=texts)
+    assert rows[0]["sentences"] == 1 and rows[0]["sentences_ok"] == 0 and metrics["unparsed_replies"] == 1

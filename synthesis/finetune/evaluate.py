@@ -137,7 +137,7 @@ def eval_answers(examples: list[dict[str, Any]], llm: LLM, *, say: Say, record_t
     """The answer prompt as the product sends it, the reply read as the product reads it
     (`synthesis.replies`) and checked as the product checks it (`check_sentence` against the
     whole text of the records shown)."""
-    from synthesis.citations import check_sentence
+    from synthesis.citations import check_sentence, split_sentences
     from synthesis.prompts_qa import answer_schema
     from synthesis.replies import cited_sentences, parse_reply
 
@@ -150,8 +150,10 @@ def eval_answers(examples: list[dict[str, Any]], llm: LLM, *, say: Say, record_t
         completion = llm.complete(ex["messages"], max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=schema)
         seconds += completion.seconds
         tokens += completion.tokens_out
-        data = parse_reply(completion.text, "answer_sentences") or {}
-        sentences = cited_sentences(data, "answer_sentences")
+        data = parse_reply(completion.text, "answer_sentences")
+        # as the product does: a reply with no JSON at all is prose, checked sentence by sentence
+        sentences = split_sentences(completion.text) if data is None else cited_sentences(data, "answer_sentences")
+        parsed, data = data is not None, data or {}
         sources = {rid: record_texts[rid] for rid in shown if rid in record_texts}
         checks = [check_sentence(s, sources) for s in sentences]
         says_insufficient = bool(data.get("insufficient")) or not sentences
@@ -160,7 +162,7 @@ def eval_answers(examples: list[dict[str, Any]], llm: LLM, *, say: Say, record_t
         items.append({"id": ex["id"], "gold": ex["label"], "pred": pred[-1], "sentences": len(sentences),
                       "sentences_ok": sum(c.ok for c in checks),
                       "cites_own_record": any(ex["record_id"] in c.citations for c in checks if c.ok),
-                      "parsed": bool(data), "seconds": round(completion.seconds, 3)})
+                      "parsed": parsed, "seconds": round(completion.seconds, 3)})
         if (i + 1) % 10 == 0:
             say(f"{i + 1}/{len(examples)}: sentences passing the check so far "
                 f"{sum(it['sentences_ok'] for it in items)}/{sum(it['sentences'] for it in items)}")
