@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.datasets.files import find_file
+
 FILE = "hoc_abstracts.jsonl"
 
 
@@ -24,18 +26,9 @@ class HocDoc:
     hallmarks: tuple[str, ...]
 
 
-def find_file(path: Path | str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / FILE
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found: give the hallmarks-of-cancer folder or its {FILE}")
-    return p
-
-
 def load_hoc(path: Path | str, limit: int | None = None) -> list[HocDoc]:
     docs = []
-    with find_file(path).open(encoding="utf-8") as fh:
+    with find_file(path, FILE, "hallmarks-of-cancer").open(encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
                 continue

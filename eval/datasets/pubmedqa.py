@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.datasets.beir import BeirDataset
+from eval.datasets.files import find_file
 
 FILE = "pqal_dev.json"
 ANSWERS = ("yes", "no", "maybe")
@@ -41,17 +42,8 @@ class PubMedQAItem:
                          for label, text in zip(self.labels or ("",) * len(self.contexts), self.contexts))
 
 
-def find_file(path: Path | str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / FILE
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found: give the pubmedqa-dev folder or its {FILE}")
-    return p
-
-
 def load_pubmedqa(path: Path | str, limit: int | None = None) -> list[PubMedQAItem]:
-    raw = json.loads(find_file(path).read_text(encoding="utf-8"))
+    raw = json.loads(find_file(path, FILE, "pubmedqa-dev").read_text(encoding="utf-8"))
     items = []
     for pmid, row in raw.items():
         answer = row["final_decision"].strip().lower()
