@@ -102,6 +102,15 @@ class LLMSettings(BaseModel):
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: half the cores).")
 
 
+class FindingsModelSettings(BaseModel):
+    """The fine-tuned findings models (result sentences, I/C/O, direction of effect; synthesis.findings_models).
+    `models`: "shipped" (the ones in the package), "none" (rules only), or a folder holding minilm-reader/ and
+    minilm-direction/ artifacts."""
+
+    models: str = "shipped"
+    threads: int = 2
+
+
 class Settings(BaseSettings):
     """Everything OncoLit can be told. Every path lives under `data_dir` unless set explicitly."""
 
@@ -119,6 +128,7 @@ class Settings(BaseSettings):
     ctgov: CTGovSettings = Field(default_factory=CTGovSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    findings: FindingsModelSettings = Field(default_factory=FindingsModelSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)

@@ -129,3 +129,29 @@ def make_llm_from_settings(settings: Settings, backend: str | None = None, model
     elif chosen == "transformers" and cfg.adapter_dir:
         options["adapter_dir"] = cfg.adapter_dir
     return make_llm(chosen, model or (cfg.model if chosen == cfg.backend else None), settings.models_dir, **options)
+
+
+def make_llm_or_rules(settings: Settings, backend: str | None = None, model: str | None = None,
+                      say: Any = None) -> Any:
+    """`make_llm_from_settings`, except that the configured default model not being pulled falls back to no
+    model (rules and quotes) with one message, as a fresh install should; an explicit --backend/--model that
+    cannot load is still an error."""
+    from synthesis.llm.base import ModelNotFound
+
+    try:
+        return make_llm_from_settings(settings, backend, model)
+    except ModelNotFound as exc:
+        if backend or model:
+            raise
+        import logging
+
+        message = f"{exc}; using the rules and the findings models only"
+        (say or logging.getLogger("oncolit").warning)(message)
+        return None
+
+
+def make_findings_models(settings: Settings) -> Any:
+    """The fine-tuned findings models the `findings` settings name (loaded once per process), or None."""
+    from synthesis.findings_models import load_findings_models
+
+    return load_findings_models(settings.findings.models, settings.findings.threads)

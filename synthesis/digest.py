@@ -72,6 +72,8 @@ from synthesis.citations import (
     split_sentences,
     with_citations,
 )
+from synthesis.findings import key_outcome
+from synthesis.findings_models.runtime import FindingsModels
 from synthesis.grading import LADDER, RANK, Grade
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt
@@ -522,9 +524,20 @@ class KeyFinding:
     text: str
     kind: str  # quote | generated
     verified: bool = True
+    direction: str | None = None  # the findings models' direction of the result sentence, when it is one
+    confidence: float | None = None
+    outcome: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "kind": self.kind, "verified": self.verified}
+        out: dict[str, Any] = {"text": self.text, "kind": self.kind, "verified": self.verified}
+        if self.direction:
+            out.update(direction=self.direction, direction_badge=DIRECTION_BADGES[self.direction],
+                       confidence=self.confidence, outcome=self.outcome)
+        return out
+
+
+DIRECTION_BADGES = {"increased": "▲ significantly increased", "decreased": "▼ significantly decreased",
+                    "no significant difference": "● no significant difference"}
 
 
 def _short_quote(quote: str, query: str) -> str:
@@ -537,8 +550,14 @@ def _short_quote(quote: str, query: str) -> str:
 
 
 def article_key_finding(article: Article, findings: Any, query: str) -> KeyFinding | None:
-    """The authors' conclusion verbatim, else the abstract sentence that best matches the topic."""
+    """The primary comparison's result sentence with its direction (the findings models'), else the authors'
+    conclusion verbatim, else the abstract sentence that best matches the topic."""
     text = readers.record_text(article)
+    result = key_outcome(findings) if findings is not None else None
+    if result is not None and result.quote and result.source in ("model", "rules+model") and \
+            find_quote(result.quote, text) is not None:
+        return KeyFinding(_short_quote(result.quote, query), "quote", direction=result.direction,
+                          confidence=result.confidence, outcome=result.name)
     conclusion = getattr(findings, "conclusion", None)
     if conclusion:
         quote = _short_quote(conclusion, query)
@@ -784,7 +803,8 @@ def topic_inputs(catalog: Catalog, topics: Sequence[Topic]) -> list[TopicInput]:
 def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, period_end: dt.date,
                  min_level: str | None = None, alert_ids: Iterable[str] = (), scorer: SemanticScorer | None = None,
                  llm: LLM | None = None, config: DigestConfig = DigestConfig(),
-                 pool: list[Candidate] | None = None, pinned: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                 pool: list[Candidate] | None = None, pinned: dict[str, list[str]] | None = None,
+                 models: FindingsModels | None = None) -> dict[str, Any]:
     """The digest document (JSON-ready): alerts, topics with items and overviews, counts, cited ids.
 
     `pinned` (topic name -> record ids, from librarians) are always featured in that topic, first,
@@ -809,7 +829,8 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
     for rid, i in pins.items():
         if rid in by_id:
             best[rid] = (1.0, i)
-    graded = {result.findings.record_id: (result, g) for result, g in extract_batch(catalog, sorted(best), None)}
+    graded = {result.findings.record_id: (result, g)
+              for result, g in extract_batch(catalog, sorted(best), None, models=models)}
     level = normalise_level(min_level)
     limit_rank = RANK[level] if level else len(LADDER)
     scored: list[tuple[float, int, dict[str, Any], str]] = []

@@ -48,6 +48,8 @@ from synthesis.findings import (
     Source,
     llm_schema,
 )
+from synthesis.findings_models.merge import arms_with_sizes, model_fields
+from synthesis.findings_models.runtime import FindingsModels
 from synthesis.llm.base import LLM, GenerationRefused, LLMError
 from synthesis.prompts import EXTRACT_V1, Prompt, blank_spans, find_instructions
 from synthesis.rules.numbers import format_value
@@ -59,6 +61,8 @@ TRIAL_ID = "trial-registry/v1"
 """Prompt id of trial results, which come from registry fields whatever the model."""
 NO_MODEL = "none"
 REGISTRY = "registry"
+MODELS_ID = "findings-models/v1"
+"""Joins the prompt id when the findings models ran. Bump when their merge step changes what it produces."""
 
 DEFAULT_MAX_TOKENS = 640
 """Qwen2.5-1.5B fills the LLM schema in 250-350 tokens; filled to every bound it would take about 600.
@@ -89,25 +93,31 @@ def backend_of(llm: LLM | None) -> str:
     return llm.name.split(":", 1)[0]
 
 
-def cache_key(record: Article | Trial, llm: LLM | None, prompt: Prompt = EXTRACT_V1) -> tuple[str, str]:
-    """(model, prompt id) a result for `record` is cached under, given the model in use."""
+def cache_key(record: Article | Trial, llm: LLM | None, prompt: Prompt = EXTRACT_V1,
+              models: FindingsModels | None = None) -> tuple[str, str]:
+    """(model, prompt id) a result for `record` is cached under, given the models in use."""
     if isinstance(record, Trial):
         return REGISTRY, TRIAL_ID
-    return article_cache_key(llm, prompt)
+    return article_cache_key(llm, prompt, models)
 
 
-def article_cache_key(llm: LLM | None, prompt: Prompt = EXTRACT_V1) -> tuple[str, str]:
-    """(model, prompt id) of an article's result: ("none", RULES_ID) without a generating model."""
+def article_cache_key(llm: LLM | None, prompt: Prompt = EXTRACT_V1,
+                      models: FindingsModels | None = None) -> tuple[str, str]:
+    """(model, prompt id) of an article's result: ("none", RULES_ID) with neither a generating model nor the
+    findings models; the findings models' names join both parts when they run."""
+    suffix = f"+{models.name}" if models is not None else ""
     if llm is None or not llm.capabilities.generation:
-        return NO_MODEL, RULES_ID
-    return llm.name, prompt.id
+        return NO_MODEL + suffix, RULES_ID + (f"+{MODELS_ID}" if models is not None else "")
+    return llm.name + suffix, prompt.id + (f"+{MODELS_ID}" if models is not None else "")
 
 
 def extract(record: Article | Trial, llm: LLM | None = None, *, version: int | None = None,
-            max_tokens: int = DEFAULT_MAX_TOKENS, seed: int = 0, prompt: Prompt = EXTRACT_V1) -> ExtractionResult:
-    """Findings for one record version. `llm` None (or the `none` backend) means rules only."""
+            max_tokens: int = DEFAULT_MAX_TOKENS, seed: int = 0, prompt: Prompt = EXTRACT_V1,
+            models: FindingsModels | None = None) -> ExtractionResult:
+    """Findings for one record version. `llm` None (or the `none` backend) means no language model; `models`
+    (the fine-tuned findings models) add one outcome per reported comparison with its direction."""
     started = time.perf_counter()
-    model, prompt_id = cache_key(record, llm, prompt)
+    model, prompt_id = cache_key(record, llm, prompt, models)
     if isinstance(record, Trial):
         findings = _trial_findings(record, version)
         return ExtractionResult(findings, [], REGISTRY, model, prompt_id, time.perf_counter() - started)
@@ -116,6 +126,8 @@ def extract(record: Article | Trial, llm: LLM | None = None, *, version: int | N
     planted = find_instructions(text)
     clean = blank_spans(text, planted)
     base, quotes, provenance = _article_rules(record, clean, planted)
+    if models is not None:
+        _apply_models(models, record, clean, base, quotes, provenance)
     dropped: list[DroppedField] = []
     warnings: list[str] = []
     if planted:
@@ -205,6 +217,57 @@ def _article_rules(article: Article, clean: str,
     if base["registrations"]:
         provenance["registrations"] = "rules"
     return base, quotes, provenance
+
+
+def _apply_models(models: FindingsModels, article: Article, clean: str, base: dict[str, Any], quotes: list[Quote],
+                  provenance: dict[str, Provenance]) -> None:
+    """One outcome per comparison the models found (numbers from the rules in the same sentence), the models'
+    interventions and comparator where they found them, and arm sizes. Rule outcomes in sentences the models
+    did not pick stay as they were; quotes are renumbered to the new outcome order."""
+    reading = models.read_article(article, clean)
+    rule_outcomes = [(o, (q.start, q.end)) for o, q in zip(base["outcomes"], _outcome_quotes(quotes))
+                     if q is not None and q.start is not None and q.end is not None]
+    primary = readers.primary_outcome(clean)
+    fields = model_fields(reading, clean, rule_outcomes, primary[1] if primary else None)
+    if fields.interventions:
+        base["interventions"] = fields.interventions
+        provenance["interventions"] = "model"
+        if fields.comparator:
+            base["comparator"] = fields.comparator
+            provenance["comparator"] = "model"
+    kept_rules = [pair for i, pair in enumerate(rule_outcomes) if i not in fields.consumed_rules]
+    primary_rules = [o for o in base["outcomes"] if o.primary and o.value is None and o.quote and
+                     not any(o is r for r, _ in rule_outcomes)]
+    merged = sorted(fields.outcomes + kept_rules, key=lambda pair: pair[1][0])
+    if any(o.primary for o, _ in merged):
+        primary_rules = []
+    quotes[:] = [q for q in quotes if not q.field.startswith("outcomes[")]
+    outcomes: list[Outcome] = []
+    for outcome, span in merged[:60]:
+        quotes.append(Quote(field=f"outcomes[{len(outcomes)}]", text=clean[span[0]:span[1]][:3000], start=span[0],
+                            end=span[1]))
+        outcomes.append(outcome)
+    for outcome in primary_rules[:1]:
+        outcomes.append(outcome)
+    base["outcomes"] = outcomes
+    if fields.outcomes:
+        provenance["outcomes"] = "rules+model" if kept_rules or any(
+            o.source == "rules+model" for o, _ in fields.outcomes) else "model"
+    arms = arms_with_sizes(clean, base.get("interventions") or [], base.get("comparator"))
+    if arms:
+        base["arms"] = [a for a, _ in arms]
+        provenance["arms"] = "rules"
+        quotes += [q for _, q in arms]
+
+
+def _outcome_quotes(quotes: list[Quote]) -> list[Quote | None]:
+    """The quote of each rule outcome, by its index in the `outcomes[i]` field name."""
+    by_index: dict[int, Quote] = {}
+    for q in quotes:
+        m = re.fullmatch(r"outcomes\[(\d+)\]", q.field)
+        if m:
+            by_index.setdefault(int(m.group(1)), q)
+    return [by_index.get(i) for i in range(max(by_index, default=-1) + 1)]
 
 
 def _cue_source(cues: Iterable[Any], aspect: str) -> Source:

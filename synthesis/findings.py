@@ -41,8 +41,11 @@ Direction = Literal["increased", "decreased", "no significant difference"]
 `synthesis.rules.effects.direction_of`; evidence-inference uses the same three labels."""
 PComparator = Literal["<", "=", "≤", ">", "≥"]
 Blinding = Literal["open_label", "single_blind", "double_blind", "triple_blind"]
-Source = Literal["rules", "llm", "registry", "publication_type", "mesh", "classifier"]
-Provenance = Literal["rules", "llm", "rules+llm", "registry", "publication_type", "mesh", "classifier"]
+Source = Literal["rules", "llm", "registry", "publication_type", "mesh", "classifier", "model"]
+Provenance = Literal["rules", "llm", "rules+llm", "registry", "publication_type", "mesh", "classifier", "model",
+                     "rules+model"]
+"""`model`: the fine-tuned findings models (synthesis.findings_models); `rules+model`: a comparison the models
+found whose numbers the rule readers read from the same sentence."""
 
 Short = Annotated[str, StringConstraints(max_length=80)]
 Phrase = Annotated[str, StringConstraints(max_length=200)]
@@ -74,11 +77,32 @@ class Outcome(_Model):
     ci_level: float | None = Field(None, description="Confidence level in percent when stated (95).")
     p_value: float | None = None
     p_comparator: PComparator | None = None
-    direction: Direction | None = None
+    direction: Direction | None = Field(
+        None, description="rules: the estimate against its null (a hazard ratio below 1 is 'decreased'); model: how "
+                          "the named outcome went in the intervention arm against the comparator, as Evidence "
+                          "Inference labels it (longer survival is 'increased').")
+    confidence: float | None = Field(None, ge=0, le=1, description="The direction model's calibrated probability "
+                                                                   "of `direction`.")
+    intervention: str | None = Field(None, max_length=200, description="What this comparison tests (verbatim).")
+    comparator: str | None = Field(None, max_length=200, description="What it is compared with (verbatim).")
     primary: bool = Field(False, description="The record calls this the primary end point / outcome.")
     quote: str | None = Field(None, max_length=1000, description="Verbatim span of the record that reports it.")
+    quote_start: int | None = Field(None, ge=0, description="Offset of `quote` in the record text.")
+    quote_end: int | None = Field(None, ge=0)
+    result_probability: float | None = Field(None, ge=0, le=1, description="The reader model's probability that "
+                                                                           "the quote is a result sentence.")
     source: Provenance = Field("rules", description="rules+llm: read by rules, CI or p-value added from the "
-                                                    "verified model answer.")
+                                                    "verified model answer; rules+model: found by the findings "
+                                                    "models, numbers read by rules from the same sentence.")
+
+
+class Arm(_Model):
+    """One arm of a trial and its size, when the text gives it ("n = 120")."""
+
+    name: str = Field(max_length=200)
+    n: int | None = Field(None, ge=0)
+    quote: str | None = Field(None, max_length=1000)
+    source: Provenance = "rules"
 
 
 class Population(_Model):
@@ -130,6 +154,7 @@ class Findings(_Model):
     population: Population = Field(default_factory=Population)
     interventions: list[Phrase] = Field(default_factory=list, max_length=10)
     comparator: str | None = Field(None, max_length=200)
+    arms: list[Arm] = Field(default_factory=list, max_length=6, description="Arms with their sizes when stated.")
     outcomes: list[Outcome] = Field(default_factory=list, max_length=60)
     conclusion: str | None = Field(None, max_length=3000, description="The authors' conclusion, verbatim.")
     status: str | None = Field(None, max_length=40, description="Trials: overall recruitment status.")
@@ -143,6 +168,15 @@ class Findings(_Model):
     warnings: list[Annotated[str, StringConstraints(max_length=300)]] = Field(default_factory=list, max_length=20)
     dropped: list[DroppedField] = Field(default_factory=list, max_length=400)
     extraction: ExtractionInfo
+
+
+def key_outcome(findings: Findings) -> Outcome | None:
+    """The finding a reader should see first: the primary comparison's result, else the likeliest result sentence
+    with a direction, else a primary outcome with a value. None when the record reports no result."""
+    reported = [o for o in findings.outcomes if o.direction is not None and o.quote]
+    if not reported:
+        return next((o for o in findings.outcomes if o.primary and o.quote and o.value is not None), None)
+    return max(reported, key=lambda o: (o.primary, o.result_probability or 0.0, o.source != "rules"))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ingest.records.article import Article
 from ingest.records.trial import Trial
 from synthesis.extract import DEFAULT_MAX_TOKENS, ExtractionResult, cache_key, extract
 from synthesis.findings import DroppedField, Findings
+from synthesis.findings_models.runtime import FindingsModels
 from synthesis.grading import Grade, grade
 from synthesis.llm.base import LLM
 
@@ -138,7 +139,8 @@ def count(catalog: Catalog, model: str | None = None) -> int:
 
 
 def extract_cached(catalog: Catalog, record_id: str, llm: LLM | None, *, version: int | None = None,
-                   force: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS) -> tuple[ExtractionResult, Grade]:
+                   force: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS,
+                   models: FindingsModels | None = None) -> tuple[ExtractionResult, Grade]:
     """Findings and grade for a record version (the current one by default): from the cache when
     present (no model call), else extracted, graded and stored. The grade is always recomputed
     from the findings (cheap), so a changed rubric shows at once; it is stored when it changed."""
@@ -146,7 +148,7 @@ def extract_cached(catalog: Catalog, record_id: str, llm: LLM | None, *, version
     version = version or info["version"]
     record = catalog.get_record(record_id, version)
     assert isinstance(record, (Article, Trial))
-    model, prompt_id = cache_key(record, llm)
+    model, prompt_id = cache_key(record, llm, models=models)
     hit = None if force else get(catalog, record_id, version, model, prompt_id)
     if hit is not None:
         result = ExtractionResult(hit.findings, hit.dropped, hit.findings.extraction.backend, model, prompt_id,
@@ -155,14 +157,15 @@ def extract_cached(catalog: Catalog, record_id: str, llm: LLM | None, *, version
         if hit.grade != fresh:
             set_grade(catalog, record_id, version, model, prompt_id, fresh)
         return result, fresh
-    result = extract(record, llm, version=version, max_tokens=max_tokens)
+    result = extract(record, llm, version=version, max_tokens=max_tokens, models=models)
     graded = grade(record, result.findings, retracted=info["retracted"], deleted=info["deleted"])
     put(catalog, result, graded)
     return result, graded
 
 
 def extract_batch(catalog: Catalog, record_ids: Sequence[str], llm: LLM | None, *, force: bool = False,
-                  max_tokens: int = DEFAULT_MAX_TOKENS) -> list[tuple[ExtractionResult, Grade]]:
+                  max_tokens: int = DEFAULT_MAX_TOKENS,
+                  models: FindingsModels | None = None) -> list[tuple[ExtractionResult, Grade]]:
     """Current versions of `record_ids`, from the cache or extracted; new results are stored in one
     transaction at the end, so a run killed mid-batch loses at most this batch."""
     out: list[tuple[ExtractionResult, Grade]] = []
@@ -171,14 +174,14 @@ def extract_batch(catalog: Catalog, record_ids: Sequence[str], llm: LLM | None, 
         version = row["current_version"]
         if not version or not isinstance(record, (Article, Trial)):
             continue
-        model, prompt_id = cache_key(record, llm)
+        model, prompt_id = cache_key(record, llm, models=models)
         hit = None if force else get(catalog, record.record_id, version, model, prompt_id)
         if hit is not None:
             result = ExtractionResult(hit.findings, hit.dropped, hit.findings.extraction.backend, model, prompt_id,
                                       hit.seconds, cached=True)
             out.append((result, hit.grade or grade(record, hit.findings, retracted=row["retracted"])))
             continue
-        result = extract(record, llm, version=version, max_tokens=max_tokens)
+        result = extract(record, llm, version=version, max_tokens=max_tokens, models=models)
         graded = grade(record, result.findings, retracted=row["retracted"], deleted=row["state"] == "deleted")
         fresh.append((result, graded))
         out.append((result, graded))

@@ -23,6 +23,20 @@ cased, a plural "s" stripped, stop words dropped — occur in the other; each go
                   outcome estimates (value, CI bounds, arm values) that occur among the numbers of the article's
                   evidence spans; recall = share of prompts whose evidence holds numbers in which some predicted
                   estimate of the article occurs.
+With the findings models (backends `default` and `models`, or any LLM spec with `+models`), three more blocks:
+  direction_given_prompt  the standard Evidence Inference task: the ICO prompt is given; the reader ranks the
+                  abstract's sentences for it (`FindingsModels.rank_for`), the direction model reads the top one.
+                  Rules-only backends: the outcome matched to the prompt as above (their only way to use a prompt).
+  evidence_sentence  recall_at_1: the top-ranked sentence for a prompt holds one of its evidence spans (rules-only:
+                  ranked by word overlap with the prompt); precision / recall / f1: the sentences called result
+                  sentences (rules-only: sentences an estimate was read from) against the sentences holding any
+                  evidence span of the article.
+  end_to_end_direction  = `direction` above: the prompts matched to the comparisons the extractor found.
+  seconds_per_article  mean wall time of `extract()` per article.
+Backends: `none` (rules), `models` (rules + findings models), `default` (what `oncolit extract` uses out of the box:
+the configured LLM when it is pulled, else none, plus the findings models), any LLM spec (`llamacpp:…`), and
+`<spec>+models`.
+
 Direction convention: ours is the first arm against the second or a ratio against 1 (synthesis.findings.Direction);
 Evidence Inference's is intervention against comparator. They agree when the abstract names the intervention arm
 first, which is the common case; disagreements count as errors.
@@ -40,6 +54,8 @@ from eval.datasets import detect
 from eval.datasets.evidence_inference import LABELS, EIPrompt, load_evidence_inference
 from eval.report import SuiteResult
 from eval.suites.common import Phases, RunOptions, build_llm, describe_backend, llm_name
+from synthesis.findings_models.runtime import RESULT_THRESHOLD
+from synthesis.text import article_sentences, overlap
 
 DIRECTION_TO_LABEL = {"increased": "significantly increased", "decreased": "significantly decreased",
                       "no significant difference": "no significant difference"}
@@ -167,7 +183,7 @@ def run(options: RunOptions, *, backends: list[str] | None = None, split: str = 
     bars: dict[str, float] = {}
     latency: dict[str, list[float]] = {}
     for spec in backends:
-        llm = build_llm(options.settings, spec)
+        llm, models = build_extractor(options, spec)
         seconds: list[float] = []
         rows: list[dict[str, Any]] = []
         dropped = Counter()
@@ -176,10 +192,11 @@ def run(options: RunOptions, *, backends: list[str] | None = None, split: str = 
                 for pmcid in article_ids:
                     article = data.articles[pmcid].record()
                     started = time.perf_counter()
-                    result = extract(article, llm)
+                    result = extract(article, llm, models=models)
                     seconds.append(time.perf_counter() - started)
                     dropped["fields"] += len(result.dropped)
                     row = score_article(result.findings, by_article[pmcid])
+                    row.update(score_prompts(article, result.findings, by_article[pmcid], models))
                     rows.append(row)
                     items.append({"backend": spec, "pmcid": pmcid, "seconds": round(seconds[-1], 4),
                                   "interventions": list(result.findings.interventions),
@@ -196,17 +213,21 @@ def run(options: RunOptions, *, backends: list[str] | None = None, split: str = 
             if llm is not None:
                 llm.close()
         r = summarise(rows)
-        r["backend"] = describe_backend(spec, options.settings) | {"model_name": llm_name(llm)}
+        r["backend"] = describe_backend(spec, options.settings) | {
+            "model_name": llm_name(llm), "findings_models": models.name if models is not None else None}
+        r["seconds_per_article"] = sum(seconds) / len(seconds) if seconds else None
         r["articles"] = len(rows)
         r["llm_fields_dropped_by_verification"] = dropped["fields"]
         r["latency"] = M.latency_summary(seconds)
         results[spec] = r
         latency[spec] = seconds
         tables_rows.append([spec, len(rows), r["interventions"]["f1"], r["comparators"]["f1"], r["outcomes"]["f1"],
-                            r["direction"]["macro_f1"], r["direction"]["accuracy"], r["direction"]["coverage"],
+                            r["direction_given_prompt"]["macro_f1"], r["evidence_sentence"]["recall_at_1"],
+                            r["evidence_sentence"]["f1"], r["direction"]["macro_f1"], r["direction"]["coverage"],
                             r["significance"]["f1"], r["effect_sizes"]["precision"], r["effect_sizes"]["recall"],
-                            r["latency"]["p50_ms"]])
+                            r["seconds_per_article"]])
         confusion[f"effect direction - {spec}"] = r["direction"].pop("confusion")
+        confusion[f"direction given the prompt - {spec}"] = r["direction_given_prompt"].pop("confusion")
         bars[f"{spec} direction macro-F1"] = r["direction"]["macro_f1"] or 0.0
     field_rows = []
     for spec, r in results.items():
@@ -234,9 +255,10 @@ def run(options: RunOptions, *, backends: list[str] | None = None, split: str = 
         plots={"confusion": confusion, "latency": {"extraction latency per article": latency},
                "bars": {"direction macro-F1 by backend": bars}},
         tables=[{"title": "Extraction by backend (F1 unless named)",
-                 "columns": ["backend", "articles", "interventions", "comparators", "outcomes", "direction macro-F1",
-                             "direction accuracy", "direction coverage", "significance F1", "effect-size P",
-                             "effect-size R", "p50 ms"], "rows": tables_rows},
+                 "columns": ["backend", "articles", "interventions", "comparators", "outcomes",
+                             "direction | prompt (macro-F1)", "evidence R@1", "evidence F1",
+                             "end-to-end direction (macro-F1)", "direction coverage", "significance F1",
+                             "effect-size P", "effect-size R", "s / article"], "rows": tables_rows},
                 {"title": "Field-level precision / recall / F1",
                  "columns": ["backend", "field", "precision", "recall", "F1", "tp", "fp", "fn / support"],
                  "rows": field_rows}],
@@ -264,6 +286,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     fp = sum(1 for g, p in calls if p != NONE and g == "no significant difference" and p != "no significant difference")
     fn = sum(1 for s, (g, p) in zip(sig_gold, calls) if s and (p == NONE or p == "no significant difference"))
     out["significance"] = {**M.prf(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
+    given = [(g, p) for r in rows for g, p in r.get("given_calls", ())]
+    labels_g, counts_g = M.confusion_matrix([g for g, _ in given], [p for _, p in given], [*LABELS, NONE])
+    out["direction_given_prompt"] = {
+        "n": len(given), "accuracy": M.accuracy([g for g, _ in given], [p for _, p in given]),
+        "macro_f1": M.macro_f1([g for g, _ in given], [p for _, p in given], list(LABELS)),
+        "per_label": M.per_class([g for g, _ in given], [p for _, p in given], list(LABELS)),
+        "confusion": {"labels": labels_g, "counts": counts_g}}
+    out["end_to_end_direction"] = {k: out["direction"][k] for k in ("n", "coverage", "accuracy", "macro_f1")}
+    hits = [h for r in rows for h in r.get("evidence_hits", ())]
+    sp = tuple(sum(r.get(k, 0) for r in rows) for k in ("sentence_tp", "sentence_fp", "sentence_fn"))
+    out["evidence_sentence"] = {"n": len(hits), "recall_at_1": sum(hits) / len(hits) if hits else None,
+                                **M.prf(*sp), "tp": sp[0], "fp": sp[1], "fn": sp[2]}
     tp_p, n_p = sum(r["effect_tp_p"] for r in rows), sum(r["effect_n_p"] for r in rows)
     tp_r, n_r = sum(r["effect_tp_r"] for r in rows), sum(r["effect_n_r"] for r in rows)
     precision = tp_p / n_p if n_p else 0.0
@@ -272,3 +306,70 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
                            "predicted_estimates": n_p, "prompts_with_numbers": n_r}
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Backends with the findings models, and the prompt-level scores
+# ------------------------------------------------------------------------------------------------
+
+def build_extractor(options: RunOptions, spec: str) -> tuple[Any, Any]:
+    """(llm or None, findings models or None) for a backend spec (see the module docstring)."""
+    from oncolit.wiring import make_findings_models, make_llm_or_rules
+
+    settings = options.settings
+    if spec == "default":
+        return make_llm_or_rules(settings), make_findings_models(settings)
+    if spec == "models":
+        return None, _require_models(settings)
+    with_models = spec.endswith("+models")
+    base = spec[: -len("+models")] if with_models else spec
+    return build_llm(settings, base), (_require_models(settings) if with_models else None)
+
+
+def _require_models(settings: Any) -> Any:
+    from oncolit.wiring import make_findings_models
+
+    models = make_findings_models(settings)
+    if models is None:
+        raise ValueError("the findings models are not installed (findings.models=none or missing artifacts)")
+    return models
+
+
+def _holds(text: str, evidence: tuple[str, ...]) -> bool:
+    t = _flat(text)
+    return any(len(_flat(e)) >= 10 and (_flat(e) in t or (len(t) >= 20 and t in _flat(e))) for e in evidence)
+
+
+def score_prompts(article: Any, findings: Any, prompts: list[EIPrompt], models: Any) -> dict[str, Any]:
+    """Direction given each prompt, whether the top sentence for it is its evidence, and result-sentence P/R."""
+    sentences = [s for s in article_sentences(article) if s.section != "TITLE"]
+    labelled = [p for p in prompts if p.label is not None]
+    gold_sentences = {s.index for s in sentences if any(_holds(s.text, p.evidence) for p in labelled)}
+    given: list[tuple[str, str]] = []
+    hits: list[int] = []
+    if models is not None:
+        reading = models.read_article(article)
+        predicted = {r.sentence.index for r in reading.sentences
+                     if r.sentence.section != "TITLE" and r.result_probability >= RESULT_THRESHOLD}
+        tops = []
+        for p in labelled:
+            ranked = models.rank_for(reading, p.intervention, p.comparator, p.outcome)
+            top = ranked[0].sentence if ranked else None
+            hits.append(int(top is not None and _holds(top.text, p.evidence)))
+            tops.append((p, top))
+        calls = models.directions([(p.intervention, p.comparator, p.outcome, top.text) for p, top in tops if top])
+        it = iter(calls)
+        for p, top in tops:
+            given.append((p.label, DIRECTION_TO_LABEL[next(it)[0]] if top else NONE))
+    else:
+        quoted = [(o.quote or "") for o in findings.outcomes if o.value is not None or o.arm_values]
+        predicted = {s.index for s in sentences if any(q and _flat(q) in _flat(s.text) for q in quoted)}
+        for p in labelled:
+            ranked = sorted(sentences, key=lambda s: -(overlap(p.outcome, s.text) + 0.2 * overlap(p.intervention,
+                                                                                                    s.text)))
+            hits.append(int(bool(ranked) and _holds(ranked[0].text, p.evidence)))
+            o = best_outcome(p, list(findings.outcomes))
+            given.append((p.label, DIRECTION_TO_LABEL.get(o.direction, NONE) if o is not None else NONE))
+    return {"given_calls": given, "evidence_hits": hits,
+            "sentence_tp": len(predicted & gold_sentences), "sentence_fp": len(predicted - gold_sentences),
+            "sentence_fn": len(gold_sentences - predicted)}

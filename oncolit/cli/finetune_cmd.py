@@ -25,7 +25,8 @@ def finetune_dir() -> Path:
 
 @app.command("build-data")
 def build_data(
-    task: str = typer.Argument(..., help="pubmedqa | answers | extraction | evidence"),
+    task: str = typer.Argument(..., help="pubmedqa | answers | extraction | evidence | findings (the encoders' "
+                                         "reader/ and direction/ sets)"),
     source: str = typer.Option(None, "--source", help="pubmedqa, answers: pqal_dev.json; evidence: the Evidence Inference "
                                                       "folder; extraction: 'catalog' or Evidence Inference "
                                                       "abstracts.jsonl."),
@@ -55,6 +56,7 @@ def build_data(
           --oncology-only --limit 200 --time-budget 7200      # resumable: rerun to continue
       oncolit finetune build-data extraction --source catalog --teacher qwen2.5-coder-1.5b
       oncolit finetune build-data evidence --source ../shared/data/eval/evidence-inference
+      oncolit finetune build-data findings --source ../shared/data/eval/evidence-inference
     """
     from synthesis.finetune import data
 
@@ -62,6 +64,14 @@ def build_data(
     fractions = None
     if test_fraction is not None:
         fractions = {"train": 0.95 - test_fraction, "val": 0.05, "test": test_fraction}
+    if task == "findings":  # encoder datasets: their own layout (reader/, direction/) and card
+        from synthesis.finetune import encoder_data
+
+        card = encoder_data.build(Path(source or DEFAULT_SHARED / "evidence-inference"), out, seed=seed)
+        emit(card, as_json, "findings: " + ", ".join(f"{k} {v}" for k, v in card["counts"].items()
+                                                     if k.startswith(("reader_", "direction_")) and k.count("_") == 1)
+             + f" -> {out}")
+        return
     if task == "pubmedqa":
         card = data.build_pubmedqa(Path(source or DEFAULT_SHARED / "pubmedqa-dev" / "pqal_dev.json"), out, seed=seed,
                                    test_fraction=0.2 if test_fraction is None else test_fraction,
@@ -114,6 +124,12 @@ def train_(
     """
     from synthesis.finetune.train import load_config, parse_overrides, train
 
+    if _is_encoder_config(config):  # a findings encoder (reader / direction / answer): its own trainer
+        from synthesis.finetune import encoder_train
+
+        artifact = encoder_train.train(encoder_train.load_config(config, parse_overrides(set_)), say=_say)
+        emit({"artifact": str(artifact)}, False, f"artifact saved in {artifact}")
+        return
     cfg = load_config(config, parse_overrides(set_))
     settings = get_settings()
     if not cfg.models_dir:
@@ -124,6 +140,12 @@ def train_(
         cfg.data_dir = str(finetune_dir() / "data" / cfg.data_dir)
     run_dir = train(cfg, say=_say)
     emit({"run": str(run_dir)}, False, f"run saved in {run_dir}")
+
+
+def _is_encoder_config(path: Path) -> bool:
+    import tomllib
+
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("task") in ("reader", "direction", "answer")
 
 
 @app.command("eval")

@@ -16,7 +16,7 @@ import typer
 from ingest.catalog import Catalog
 from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
 from oncolit.cli.records_cmd import normalise_id
-from oncolit.wiring import make_llm_from_settings
+from oncolit.wiring import make_findings_models, make_llm_or_rules
 from synthesis import store
 from synthesis.extract import DEFAULT_MAX_TOKENS, REGISTRY, TRIAL_ID, ExtractionResult, article_cache_key
 from synthesis.extract import as_json as findings_json
@@ -24,7 +24,8 @@ from synthesis.grading import Grade, explain
 from synthesis.llm import BACKENDS, LLM, LLMError
 
 BackendOpt = typer.Option(None, "--backend", help=f"LLM backend: {' | '.join(BACKENDS)} (default: settings "
-                                                  "llm.backend). `none` = rules only, no model needed.")
+                                                  "llm.backend, or none when its model is not pulled). `none` = no "
+                                                  "language model: rules + the findings models.")
 ModelOpt = typer.Option(None, "--model", help="Registry name (smollm2-135m, qwen2.5-coder-1.5b) or a .gguf path "
                                               "(default: settings llm.model, else the registry default).")
 
@@ -58,35 +59,41 @@ def extract(
     """
     settings = get_settings()
     day = parse_day(since, "--since")
-    llm = make_llm_from_settings(settings, backend, model)
+    llm = make_llm_or_rules(settings, backend, model, say=_note)
+    models = make_findings_models(settings)
     try:
         with open_catalog() as catalog:
             if ids:
-                results = _by_ids(catalog, [normalise_id(i) for i in ids], llm, force, max_tokens)
+                results = _by_ids(catalog, [normalise_id(i) for i in ids], llm, force, max_tokens, models)
                 _emit_results(results, as_json)
             else:
-                summary = _run(catalog, llm, day, limit, batch_size, force, max_tokens)
+                summary = _run(catalog, llm, day, limit, batch_size, force, max_tokens, models)
                 emit(summary, as_json, _summary_text(summary))
     finally:
         if llm is not None:
             llm.close()
 
 
+def _note(message: str) -> None:
+    """A one-time notice on stderr (stdout stays clean for --json)."""
+    typer.echo(f"note: {message}", err=True)
+
+
 def _by_ids(catalog: Catalog, ids: list[str], llm: LLM | None, force: bool,
-            max_tokens: int) -> list[tuple[ExtractionResult, Grade]]:
+            max_tokens: int, models: Any = None) -> list[tuple[ExtractionResult, Grade]]:
     out = []
     with progress_bar("extracting", total=len(ids)) as bar:
         for rid in ids:
-            out.append(store.extract_cached(catalog, rid, llm, force=force, max_tokens=max_tokens))
+            out.append(store.extract_cached(catalog, rid, llm, force=force, max_tokens=max_tokens, models=models))
             bar.advance(bar.task_ids[0])
     return out
 
 
 def _run(catalog: Catalog, llm: LLM | None, since: dt.date | None, limit: int | None, batch_size: int, force: bool,
-         max_tokens: int) -> dict[str, Any]:
+         max_tokens: int, models: Any = None) -> dict[str, Any]:
     """The batch run: records lacking a result for this model and prompt, in batches."""
     started = time.perf_counter()
-    model, prompt_id = article_cache_key(llm)
+    model, prompt_id = article_cache_key(llm, models=models)
     work = store.lacking(catalog, model, prompt_id, kind="article", since=since, limit=limit, include_done=force)
     if limit is None or len(work) < limit:
         work += store.lacking(catalog, REGISTRY, TRIAL_ID, kind="trial", since=since, include_done=force,
@@ -98,7 +105,7 @@ def _run(catalog: Catalog, llm: LLM | None, since: dt.date | None, limit: int | 
         for i in range(0, len(work), batch_size):
             batch = [rid for rid, _ in work[i:i + batch_size]]
             try:
-                done = store.extract_batch(catalog, batch, llm, force=force, max_tokens=max_tokens)
+                done = store.extract_batch(catalog, batch, llm, force=force, max_tokens=max_tokens, models=models)
             except LLMError as exc:
                 counts["failed"] += len(batch)
                 errors.append(f"{batch[0]}..{batch[-1]}: {exc}")
@@ -122,14 +129,31 @@ def _emit_results(results: list[tuple[ExtractionResult, Grade]], as_json: bool) 
         lines.append(f"{f.record_id} v{f.version}  {design}{' phase ' + f.phase if f.phase else ''}  level "
                      f"{graded.level}  {len(f.outcomes)} outcomes, {len(result.dropped)} dropped  "
                      f"({result.backend}, {'cached' if result.cached else f'{result.seconds:.2f} s'})")
-        for o in f.outcomes[:6]:
-            value = o.value if o.value is not None else " vs ".join("NR" if v is None else f"{v:g}"
-                                                                      for v in o.arm_values)
-            ci = f" (95% CI {o.ci_low:g}-{o.ci_high:g})" if o.ci_low is not None and o.ci_high is not None else ""
-            lines.append(f"    {o.kind:<6} {o.measure or '':<8} {value}{ci}  [{o.source}]")
+        if f.interventions:
+            lines.append(f"    arms: {'; '.join(f.interventions)}{' vs ' + f.comparator if f.comparator else ''}"
+                         + (f"  (sizes: {', '.join(f'{a.name} n={a.n}' for a in f.arms)})" if f.arms else ""))
+        for o in f.outcomes[:8]:
+            lines.append("    " + _outcome_line(o))
         for d in result.dropped[:10]:
             lines.append(f"    dropped {d.path}: {d.reason}")
     emit(data, as_json, "\n".join(lines))
+
+
+def _outcome_line(o: Any) -> str:
+    """One outcome for people: name, estimate with unit and CI, direction with confidence, arms, provenance."""
+    unit = f" {o.unit}" if o.unit else ""
+    if o.value is not None:
+        value = f"{o.measure + ' ' if o.measure else ''}{o.value:g}{unit}"
+    elif o.arm_values:
+        value = " vs ".join("NR" if v is None else f"{v:g}{unit}" for v in o.arm_values)
+    else:
+        value = ""
+    ci = f" (95% CI {o.ci_low:g}-{o.ci_high:g})" if o.ci_low is not None and o.ci_high is not None else ""
+    p = f" p{o.p_comparator or '='}{o.p_value:g}" if o.p_value is not None else ""
+    direction = f"  {o.direction}" + (f" ({o.confidence:.0%})" if o.confidence is not None else "") if o.direction else ""
+    arms = f"  [{o.intervention or '?'} vs {o.comparator or '?'}]" if o.intervention or o.comparator else ""
+    primary = "primary: " if o.primary else ""
+    return f"{primary}{o.name[:60]}: {value}{ci}{p}{direction}{arms}  ({o.source})".replace(":   ", ": ")
 
 
 def _summary_text(s: dict[str, Any]) -> str:
@@ -155,10 +179,11 @@ def grade(
       oncolit grade NCT02576665 --json
     """
     settings = get_settings()
-    llm = make_llm_from_settings(settings, backend, model)
+    llm = make_llm_or_rules(settings, backend, model, say=_note)
     try:
         with open_catalog() as catalog:
-            result, graded = store.extract_cached(catalog, normalise_id(record_id), llm)
+            result, graded = store.extract_cached(catalog, normalise_id(record_id), llm,
+                                                  models=make_findings_models(settings))
     finally:
         if llm is not None:
             llm.close()

@@ -1,0 +1,246 @@
+"""The findings models at work: read an abstract once, find its result sentences, name what they compare, and
+say which way each comparison went.
+
+    sentences ──> reader (one batched pass) ──> result-sentence probability per sentence
+                                            └─> intervention / comparator / outcome spans per sentence
+    result sentences + their I/C/O ──> direction model ──> increased / decreased / no difference + confidence
+
+Why one reader pass for two jobs: on 2 CPU cores the budget is 0.2 s an abstract for everything; one encoder pass
+over ~12 sentences (~25 ms each in a batch) both scores and tags them, and only the few result sentences go on to
+the direction model. Every phrase is a span of the sentence (offsets kept), so quotes are verbatim by
+construction; the caller still runs the verifier over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.records.article import Article
+from synthesis.findings_models.encoder import TAG_LABELS, LoadedModel, load_artifact
+from synthesis.findings_models.inputs import collate, encode_direction, encode_reader
+from synthesis.text import Sentence, article_sentences, content_words, overlap
+
+SHIPPED = Path(__file__).resolve().parent / "artifacts"
+"""The trained artifacts shipped in the package (a few MB each; cards in each folder)."""
+READER = "minilm-reader"
+DIRECTION = "minilm-direction"
+RESULT_THRESHOLD = 0.5
+"""A sentence counts as a result sentence at this calibrated probability (dev-set F1 is flat around it)."""
+FALLBACK_THRESHOLD = 0.25
+"""With no sentence above RESULT_THRESHOLD, the best one still counts if it reaches this."""
+MAX_COMPARISONS = 8
+DIRECTIONS = ("increased", "decreased", "no significant difference")
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A verbatim span of the record text (`text == record_text[start:end]`)."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class ReadSentence:
+    sentence: Sentence
+    result_probability: float
+    interventions: list[Phrase] = field(default_factory=list)
+    comparators: list[Phrase] = field(default_factory=list)
+    outcomes: list[Phrase] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    """One reported comparison: its result sentence, what it compares, and the direction of the result."""
+
+    sentence: Sentence
+    result_probability: float
+    outcome: Phrase | None
+    intervention: Phrase | None
+    comparator: Phrase | None
+    direction: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+@dataclass
+class Reading:
+    """Everything the models read from one abstract."""
+
+    sentences: list[ReadSentence]
+    interventions: list[Phrase]
+    comparator: Phrase | None
+    comparisons: list[Comparison]
+
+    def result_sentences(self) -> list[ReadSentence]:
+        return sorted((s for s in self.sentences if s.sentence.section != "TITLE"),
+                      key=lambda s: -s.result_probability)
+
+
+def _softmax(logits: Any, temperature: float) -> Any:
+    return (logits / temperature).softmax(-1)
+
+
+def _spans(tags: list[int], offsets: list[tuple[int, int]], text: str) -> list[tuple[str, int, int]]:
+    """BIO word-piece tags -> (kind, start, end) character spans widened to whole words."""
+    out: list[tuple[str, int, int]] = []
+    current: list[Any] | None = None
+    for tag, (s, e) in zip(tags, offsets):
+        if e <= s:
+            continue
+        label = TAG_LABELS[tag]
+        if label == "O":
+            current = None
+            continue
+        prefix, kind = label.split("-")
+        continuing = current is not None and current[0] == kind and (prefix == "I" or s == current[2])
+        if continuing and current is not None:
+            current[2] = e
+        else:
+            current = [kind, s, e]
+            out.append(current)  # type: ignore[arg-type]
+    spans = []
+    for kind, s, e in out:  # type: ignore[misc]
+        while s > 0 and text[s - 1].isalnum():
+            s -= 1
+        while e < len(text) and text[e].isalnum():
+            e += 1
+        while e > s and text[e - 1] in " ,;:.(":
+            e -= 1
+        if content_words(text[s:e]):
+            spans.append((kind, s, e))
+    return spans
+
+
+def _distinct(phrases: list[Phrase], limit: int) -> list[Phrase]:
+    """Phrases by how often their words recur, first mention kept; one per set of content words."""
+    groups: dict[frozenset[str], list[Phrase]] = {}
+    for p in phrases:
+        key = frozenset(content_words(p.text))
+        if not key:
+            continue
+        same = next((k for k in groups if k <= key or key <= k), None)
+        groups.setdefault(same if same is not None else key, []).append(p)
+    ranked = sorted(groups.values(), key=lambda g: (-len(g), g[0].start))
+    return [min(g, key=lambda p: (len(p.text), p.start)) for g in ranked[:limit]]
+
+
+def _same(a: Phrase, b: Phrase) -> bool:
+    """Whether two phrases name the same thing (one's content words hold the other's)."""
+    wa, wb = content_words(a.text), content_words(b.text)
+    return bool(wa and wb and (wa <= wb or wb <= wa))
+
+
+class FindingsModels:
+    """The reader and the direction model, loaded once (a few hundred ms) and reused for every record."""
+
+    def __init__(self, reader: LoadedModel, direction: LoadedModel, *, batch_size: int = 32):
+        self.reader = reader
+        self.direction_model = direction
+        self.batch_size = batch_size
+        self.name = f"{reader.spec.name}+{direction.spec.name}"
+        self._last: tuple[tuple[tuple[int, int, str], ...], Reading] | None = None  # the same text read twice
+
+    @classmethod
+    def load(cls, folder: Path | None = None, threads: int | None = None) -> FindingsModels:
+        folder = folder or SHIPPED
+        return cls(load_artifact(folder / READER, threads), load_artifact(folder / DIRECTION, threads))
+
+    @staticmethod
+    def available(folder: Path | None = None) -> bool:
+        folder = folder or SHIPPED
+        return all((folder / name / "model.json").is_file() for name in (READER, DIRECTION))
+
+    # -- the reader ---------------------------------------------------------------------------
+
+    def read_sentences(self, sentences: list[Sentence]) -> list[ReadSentence]:
+        import torch
+
+        model = self.reader
+        out: list[ReadSentence] = []
+        with torch.inference_mode():
+            for b in range(0, len(sentences), self.batch_size):
+                chunk = sentences[b:b + self.batch_size]
+                encoded = [encode_reader(model.tokenizer, "" if s.section == "TITLE" else s.section, s.text,
+                                         model.spec.max_len) for s in chunk]
+                inputs = collate(encoded)
+                logits, tags = model.module(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+                probs = _softmax(logits, model.spec.temperature)[:, 1].tolist()
+                for i, s in enumerate(chunk):
+                    width = len(encoded[i].input_ids)
+                    read = ReadSentence(s, 0.0 if s.section == "TITLE" else float(probs[i]))
+                    for kind, a, e in _spans(tags[i, :width].argmax(-1).tolist(), encoded[i].offsets, s.text):
+                        phrase = Phrase(s.text[a:e], s.start + a, s.start + e)
+                        {"INT": read.interventions, "CMP": read.comparators, "OUT": read.outcomes}[kind].append(phrase)
+                    out.append(read)
+        return out
+
+    # -- the direction model ------------------------------------------------------------------
+
+    def directions(self, items: list[tuple[str, str, str, str]]) -> list[tuple[str, float, dict[str, float]]]:
+        """(intervention, comparator, outcome, sentence) -> (direction, confidence, probabilities)."""
+        import torch
+
+        model = self.direction_model
+        out = []
+        with torch.inference_mode():
+            for b in range(0, len(items), self.batch_size):
+                encoded = [encode_direction(model.tokenizer, i, c, o, s, model.spec.max_len)
+                           for i, c, o, s in items[b:b + self.batch_size]]
+                inputs = collate(encoded)
+                logits, _ = model.module(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+                for row in _softmax(logits, model.spec.temperature).tolist():
+                    k = max(range(len(row)), key=row.__getitem__)
+                    out.append((DIRECTIONS[k], float(row[k]), dict(zip(DIRECTIONS, (round(x, 4) for x in row)))))
+        return out
+
+    # -- one abstract -------------------------------------------------------------------------
+
+    def read_article(self, article: Article, text: str | None = None) -> Reading:
+        """`text`: a same-offsets copy of the record text to read instead (the clean text)."""
+        return self.read(article_sentences(article, text))
+
+    def read(self, all_sentences: list[Sentence]) -> Reading:
+        key = tuple((s.start, s.end, s.text) for s in all_sentences)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        reading = self._read(all_sentences)
+        self._last = (key, reading)
+        return reading
+
+    def _read(self, all_sentences: list[Sentence]) -> Reading:
+        sentences = self.read_sentences([s for s in all_sentences if s.text.strip()])
+        comparators = _distinct([p for s in sentences for p in s.comparators], 1)
+        comparator = comparators[0] if comparators else None
+        interventions = [p for p in _distinct([p for s in sentences for p in s.interventions], 5)
+                         if comparator is None or not _same(p, comparator)][:4]
+        ranked = [s for s in sorted(sentences, key=lambda s: -s.result_probability) if s.sentence.section != "TITLE"]
+        chosen = [s for s in ranked if s.result_probability >= RESULT_THRESHOLD][:MAX_COMPARISONS]
+        if not chosen and ranked and ranked[0].result_probability >= FALLBACK_THRESHOLD:
+            chosen = ranked[:1]
+        chosen.sort(key=lambda s: s.sentence.start)
+        plans = []
+        for s in chosen:
+            intervention = s.interventions[0] if s.interventions else (interventions[0] if interventions else None)
+            other = s.comparators[0] if s.comparators else comparator
+            if intervention is not None and other is not None and _same(intervention, other):
+                other = comparator if comparator is not None and not _same(intervention, comparator) else None
+            outcome = max(s.outcomes, key=lambda p: len(p.text)) if s.outcomes else None
+            plans.append((s, outcome, intervention, other))
+        calls = self.directions([(i.text if i else "", c.text if c else "", o.text if o else "", s.sentence.text)
+                                 for s, o, i, c in plans])
+        comparisons = [Comparison(s.sentence, s.result_probability, o, i, c, d, conf, probs)
+                       for (s, o, i, c), (d, conf, probs) in zip(plans, calls)]
+        return Reading(sentences, interventions, comparator, comparisons)
+
+    def rank_for(self, reading: Reading, intervention: str, comparator: str, outcome: str) -> list[ReadSentence]:
+        """The abstract's sentences best first for one (I, C, O) question: a result sentence that names its
+        outcome (and arms) wins. Weights chosen on the training data's dev articles (card of the reader)."""
+        def score(s: ReadSentence) -> float:
+            text = s.sentence.text
+            return (s.result_probability + 1.5 * overlap(outcome, text) + 0.3 * overlap(intervention, text)
+                    + 0.15 * overlap(comparator, text))
+        return sorted((s for s in reading.sentences if s.sentence.section != "TITLE"), key=lambda s: -score(s))

@@ -1,0 +1,208 @@
+"""The findings encoders: sentence spans, the dataset builder, a tiny training run, and the shipped models on a
+recorded oncology RCT.
+
+The tiny-training tests use a few made-up rows (no shared data); the shipped-model tests read the real NEJM
+record in ../shared/data and the committed artifacts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest.records import AbstractSection, Article
+from synthesis.text import article_sentences, sentences_of
+
+# ------------------------------------------------------------------------------------------------
+# Sentences with offsets
+# ------------------------------------------------------------------------------------------------
+
+
+def test_sentences_keep_offsets_and_do_not_split_abbreviations() -> None:
+    article = Article(pmid="1", title="Drug A versus placebo in melanoma",
+                      abstract=[AbstractSection(label="BACKGROUND", text="Smith et al. reported a benefit. We tested it."),
+                                AbstractSection(label="RESULTS", text="PFS was longer with A vs. placebo (HR 0.5). "
+                                                                      "OS did not differ.")])
+    from synthesis.readers import record_text
+
+    text = record_text(article)
+    sentences = article_sentences(article)
+    assert [s.section for s in sentences] == ["TITLE", "BACKGROUND", "BACKGROUND", "RESULTS", "RESULTS"]
+    assert sentences[1].text == "Smith et al. reported a benefit."
+    assert sentences[3].text == "PFS was longer with A vs. placebo (HR 0.5)."
+    for s in sentences:
+        assert text[s.start:s.end] == s.text
+
+
+def test_sentences_of_plain_text_split_lines_first() -> None:
+    text = "First line. Second sentence.\nA new line 2 here."
+    assert [s.text for s in sentences_of(text)] == ["First line.", "Second sentence.", "A new line 2 here."]
+
+
+# ------------------------------------------------------------------------------------------------
+# Dataset builder
+# ------------------------------------------------------------------------------------------------
+
+
+def _ei_folder(root: Path, n: int = 12) -> Path:
+    """A tiny folder shaped like the Evidence Inference one: n articles, two prompts each, one validation list."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "splits").mkdir()
+    with (root / "abstracts.jsonl").open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"pmcid": f"PMC{100 + i}", "title": f"Drug{i} versus placebo", "abstract_sections": [
+                {"label": "METHODS", "text": f"Patients were randomised to drug{i} or placebo."},
+                {"label": "RESULTS", "text": f"Pain scores were significantly lower with drug{i} than placebo "
+                                             f"(p = 0.01). Nausea rates did not differ between groups."}]}) + "\n")
+    with (root / "prompts_merged.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["PromptID", "PMCID", "Outcome", "Intervention", "Comparator"])
+        for i in range(n):
+            w.writerow([2 * i, 100 + i, "pain scores", f"drug{i}", "placebo"])
+            w.writerow([2 * i + 1, 100 + i, "nausea rates", f"drug{i}", "placebo"])
+    with (root / "v2_annotations.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["UserID", "PromptID", "PMCID", "Valid Label", "Valid Reasoning", "Label", "Annotations",
+                    "Label Code", "In Abstract", "Evidence Start", "Evidence End"])
+        for i in range(n):
+            w.writerow([0, 2 * i, 100 + i, "True", "True", "significantly decreased",
+                        f"Pain scores were significantly lower with drug{i} than placebo", -1, "UNK", 0, 0])
+            w.writerow([0, 2 * i + 1, 100 + i, "True", "True", "no significant difference",
+                        "Nausea rates did not differ between groups", 0, "UNK", 0, 0])
+    (root / "splits" / "ev2_validation_article_ids.txt").write_text("100\n101\n")
+    (root / "splits" / "ev2_train_article_ids.txt").write_text("\n".join(str(100 + i) for i in range(2, n)) + "\n")
+    return root
+
+
+def test_builder_excludes_evaluated_articles_and_keeps_each_article_in_one_split(tmp_path: Path) -> None:
+    from synthesis.finetune.encoder_data import build, read_rows
+
+    folder = _ei_folder(tmp_path / "ei")
+    card = build(folder, tmp_path / "out", dev_fraction=0.3)
+    rows = {task: {split: read_rows(tmp_path / "out" / task / f"{split}.jsonl") for split in ("train", "dev")}
+            for task in ("reader", "direction")}
+    seen: dict[str, str] = {}
+    for task in rows.values():
+        for split, items in task.items():
+            for row in items:
+                assert row["article"] not in {"PMC100", "PMC101"}, "a validation article reached training"
+                assert seen.setdefault(row["article"], split) == split
+    assert card["counts"]["articles_excluded_heldout"] == 2
+    positives = [r for r in rows["reader"]["train"] + rows["reader"]["dev"] if r["evidence"] == 1]
+    assert positives and all("lower with drug" in r["text"] or "did not differ" in r["text"] for r in positives)
+    tagged = next(r for r in rows["reader"]["train"] if "Pain scores" in r["text"])
+    kinds = {tagged["text"][s:e]: k for s, e, k in tagged["tags"]}
+    assert kinds.get("Pain scores") == "O" and kinds.get("placebo") == "C"
+    # deterministic: a rebuild writes the same rows
+    build(folder, tmp_path / "again", dev_fraction=0.3)
+    assert (tmp_path / "out" / "reader" / "train.jsonl").read_bytes() == \
+        (tmp_path / "again" / "reader" / "train.jsonl").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# Tiny training: saves, reloads, predicts; loss goes down on an overfit batch
+# ------------------------------------------------------------------------------------------------
+
+
+def test_tiny_direction_training_saves_reloads_and_predicts(tmp_path: Path) -> None:
+    import torch
+
+    from synthesis.finetune import encoder_data, encoder_train
+    from synthesis.findings_models.encoder import load_artifact
+    from synthesis.findings_models.inputs import collate, encode_direction
+
+    folder = _ei_folder(tmp_path / "ei")
+    encoder_data.build(folder, tmp_path / "data", dev_fraction=0.3)
+    config = encoder_train.load_config(None, {
+        "task": "direction", "name": "tiny", "data_dir": str(tmp_path / "data" / "direction"),
+        "runs_dir": str(tmp_path / "runs"), "max_steps": 4, "eval_interval": 2, "checkpoint_interval": 2,
+        "batch_size": 4, "threads": 1, "lora_r": 4, "max_len": 64})
+    artifact = encoder_train.train(config, say=lambda _m: None)
+    assert {p.name for p in artifact.iterdir()} >= {"model.json", "adapter_model.safetensors",
+                                                     "adapter_config.json", "heads.safetensors"}
+    assert sum(p.stat().st_size for p in artifact.iterdir()) < 2_000_000
+    loaded = load_artifact(artifact, threads=1)
+    item = encode_direction(loaded.tokenizer, "drug5", "placebo", "pain", "Pain was lower with drug5.", 64)
+    batch = collate([item, item])
+    with torch.inference_mode():
+        logits, _ = loaded.module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    assert logits.shape == (2, 3) and torch.equal(logits[0], logits[1])  # deterministic in eval mode
+    again = load_artifact(artifact, threads=1)
+    with torch.inference_mode():
+        logits2, _ = again.module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    assert torch.allclose(logits, logits2, atol=1e-5)
+    # resumable: a second call with more steps starts from the checkpoint
+    log = (tmp_path / "runs" / "tiny" / "log.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["step"] == 4
+
+
+def test_loss_goes_down_on_an_overfit_batch() -> None:
+    import torch
+
+    from synthesis.finetune.encoder_train import Example, load_config, loss_of, make_model
+    from synthesis.findings_models.encoder import load_tokenizer
+    from synthesis.findings_models.inputs import encode_direction
+
+    torch.set_num_threads(1)
+    config = load_config(None, {"task": "direction", "lora_r": 4, "max_len": 64})
+    tokenizer = load_tokenizer()
+    texts = [("A", "B", "pain", "Pain was significantly lower with A than B.", 1),
+             ("A", "B", "nausea", "Nausea did not differ between A and B.", 2),
+             ("B", "A", "pain", "Pain was significantly lower with A than B.", 0),
+             ("A", "B", "sleep", "Sleep was significantly longer with A than B.", 0)]
+    batch = [Example(encode_direction(tokenizer, i, c, o, s, 64), y) for i, c, o, s, y in texts]
+    module, _ = make_model(config)
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = loss_of(module, batch, config, "cpu")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# The shipped models on a recorded oncology RCT
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models():  # type: ignore[no-untyped-def]
+    from synthesis.findings_models import FindingsModels
+
+    assert FindingsModels.available(), "the shipped findings models are missing (synthesis/findings_models/artifacts)"
+    return FindingsModels.load(threads=1)
+
+
+def _nejm(shared_data: Path) -> Article:
+    from ingest.pubmed_xml import parse_pubmed_xml
+
+    data = (shared_data / "pubmed" / "real" / "biomcp" / "efetch_citation_22663011.xml").read_bytes()
+    return next(item.record for item in parse_pubmed_xml(data) if isinstance(item.record, Article))
+
+
+def test_nejm_mek_record_gives_the_primary_comparison_with_direction_and_hr(shared_data: Path, models) -> None:  # type: ignore[no-untyped-def]
+    from synthesis.extract import extract
+    from synthesis.findings import key_outcome
+    from synthesis.readers import record_text
+
+    article = _nejm(shared_data)
+    text = record_text(article)
+    findings = extract(article, models=models).findings
+    key = key_outcome(findings)
+    assert key is not None and key.primary
+    assert "progression-free survival" in key.quote.lower()
+    assert key.direction == "increased" and key.confidence and key.confidence > 0.5
+    assert (key.value, key.ci_low, key.ci_high) == (0.45, 0.33, 0.63) and key.measure == "HR"
+    assert text[key.quote_start:key.quote_end] == key.quote
+    assert "trametinib" in (key.intervention or "").lower()
+    assert "chemotherapy" in (key.comparator or "").lower()
+    for o in findings.outcomes:
+        if o.quote and o.quote_start is not None:
+            assert text[o.quote_start:o.quote_end] == o.quote
+    assert findings.provenance["outcomes"] in ("model", "rules+model")
