@@ -155,3 +155,10 @@ def make_findings_models(settings: Settings) -> Any:
     from synthesis.findings_models import load_findings_models
 
     return load_findings_models(settings.findings.models, settings.findings.threads)
+
+
+def make_answer_model(settings: Settings) -> Any:
+    """The yes/no/maybe answer classifier the `findings` settings name (loaded once per process), or None."""
+    from synthesis.findings_models import load_answer_model
+
+    return load_answer_model(settings.findings.models, settings.findings.threads)

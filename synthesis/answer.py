@@ -150,6 +150,9 @@ class Answer:
     mode: str
     support: dict[str, Any] = field(default_factory=dict)
     sentences: list[dict[str, Any]] = field(default_factory=list)
+    # For a yes/no question: the position the top record's evidence supports (`synthesis.position`), with the
+    # result sentence that carries it; None for other questions or without the models.
+    position: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,18 +235,22 @@ def sufficient(candidates: Sequence[Candidate]) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 def answer(question: str, searcher: Any, catalog: Any, llm: LLM | None, *, filters: SearchFilter | None = None,
-           limit: int = 8, llm_records: int = LLM_RECORDS, seed: int = 0, max_tokens: int = MAX_TOKENS) -> Answer:
+           limit: int = 8, llm_records: int = LLM_RECORDS, seed: int = 0, max_tokens: int = MAX_TOKENS,
+           models: Any = None, answerer: Any = None) -> Answer:
     """Answer `question` from the catalog, citing only retrieved catalog records.
 
     `llm` None, or a backend that does not generate (backend "none"), gives an extractive answer:
     the best supporting sentence of each of the top records, quoted verbatim with its citation.
     The model sees the best `llm_records` passages; `max_tokens` bounds its reply.
+    `models` (the findings models) make each record's quote its result sentence that best matches the question;
+    `answerer` (the yes/no/maybe classifier) gives a polar question a position (`Answer.position`).
     """
     started = time.perf_counter()
     question = " ".join(question.split())
     candidates = retrieve(question, searcher, catalog, filters, pool=max(POOL, limit))
-    for cand in candidates[:max(limit, CLOSEST)]:
-        cand.quote = best_quote(question, cand.text, skip=cand.planted)
+    for i, cand in enumerate(candidates[:max(limit, CLOSEST)]):
+        evidence = evidence_quote(question, cand, models) if models is not None and i < limit else None
+        cand.quote = evidence or best_quote(question, cand.text, skip=cand.planted)
     top = candidates[:limit]
     generating = llm is not None and llm.capabilities.generation
     model = llm.name if generating else EXTRACTIVE  # type: ignore[union-attr]
@@ -266,10 +273,13 @@ def answer(question: str, searcher: Any, catalog: Any, llm: LLM | None, *, filte
         log.info("insufficient evidence for %r: best coverage %.2f, cosine %.2f", question,
                  support["coverage"], support["cosine"])
         return done(INSUFFICIENT_TEXT, [], True, mode="gate")
+    position = _position(question, top, models, answerer)
 
     if not generating:
         text, cited = extractive(question, top)
-        return done(text, cited, False, mode="extractive")
+        result = done(text, cited, False, mode="extractive")
+        result.position = position
+        return result
 
     shown = top[:llm_records]
     try:
@@ -285,14 +295,52 @@ def answer(question: str, searcher: Any, catalog: Any, llm: LLM | None, *, filte
     enforced = enforce(sentences, sources, quotes)
     details = [s.as_dict() for s in enforced.sentences]
     if enforced.text.strip() and citation_ids(enforced.text):
-        return done(enforced.text, citation_ids(enforced.text), False, "llm", enforced.dropped, enforced.replaced,
-                    details)
+        result = done(enforced.text, citation_ids(enforced.text), False, "llm", enforced.dropped, enforced.replaced,
+                      details)
+        result.position = position
+        return result
     if model_says_insufficient and not sentences:
         # A clean "the records do not answer this" (no sentences): the model read them, the gate only
         # counted words. A reply that both answers and says "insufficient" is noise: quotes instead.
         return done(INSUFFICIENT_TEXT, [], True, "llm", 0, 0, details)
     text, cited = extractive(question, top)
     return done(text, cited, False, "llm->extractive", enforced.dropped, enforced.replaced, details)
+
+
+def evidence_quote(question: str, cand: Candidate, models: Any) -> str | None:
+    """The record's result sentence that best matches the question (the findings models' reader), verbatim and
+    outside planted passages; None when the record has no result sentence on the question's terms."""
+    from synthesis.text import sentences_of
+
+    text = cand.checked_text
+    reading = models.read(sentences_of(text))
+    terms = question_terms(question)
+    best, best_score = None, 0.0
+    for r in reading.sentences:
+        if r.result_probability < 0.5 or text[r.sentence.start:r.sentence.end] != r.sentence.text:
+            continue
+        shared = content_terms(r.sentence.text) & terms
+        if not shared:
+            continue
+        score = r.result_probability + len(shared) / max(1, len(terms))
+        if score > best_score and not any(s < r.sentence.end and r.sentence.start < e for s, e in cand.planted):
+            best, best_score = r.sentence.text, score
+    return best
+
+
+def _position(question: str, top: Sequence[Candidate], models: Any, answerer: Any) -> dict[str, Any] | None:
+    """The position of the best record's evidence on a yes/no question, with its cited result sentence."""
+    from synthesis.position import take_position
+
+    if not top or (models is None and answerer is None):
+        return None
+    best = top[0]
+    found = take_position(question, best.checked_text, answerer=answerer, models=models, record_id=best.record_id)
+    if found is None:
+        return None
+    out = found.as_dict()
+    out["tag"] = citation_tag(best.record_id)
+    return out
 
 
 def extractive(question: str, candidates: Sequence[Candidate]) -> tuple[str, list[str]]:

@@ -373,8 +373,24 @@ def concern(ctx: _Context) -> list[Reason]:
                    evidence=f"comments_corrections: ExpressionOfConcernIn PMID {', '.join(notices)}", steps=-1)]
 
 
+def primary_result(ctx: _Context) -> list[Reason]:
+    """What the primary comparison found, as the findings models read it (informative: it never moves the level;
+    a significant result is not better evidence, but a reader weighing the study wants to see it next to the
+    design). Only model-read comparisons with a direction and a quote count."""
+    read = [o for o in ctx.findings.outcomes if o.source in ("model", "rules+model") and o.direction and o.quote]
+    primary = next((o for o in read if o.primary), None)
+    if primary is None:
+        return []
+    words = {"increased": "significantly increased", "decreased": "significantly decreased",
+             "no significant difference": "no significant difference"}[primary.direction]  # type: ignore[index]
+    p = f", p {primary.p_comparator or '='} {primary.p_value:g}" if primary.p_value is not None else ""
+    conf = f" (model confidence {primary.confidence:.0%})" if primary.confidence is not None else ""
+    return [Reason(text=f"primary outcome ({primary.name[:80]}): {words}{p}{conf}", evidence_kind="quote",
+                   evidence=primary.quote)]
+
+
 MODIFIERS: tuple[Modifier, ...] = (sample_size, blinding, allocation, registration, endpoint, early_stopping,
-                                   concern)
+                                   concern, primary_result)
 
 
 def _exclusions(record: Article | Trial, retracted: bool | None, deleted: bool) -> list[Reason]:

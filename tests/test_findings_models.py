@@ -206,3 +206,33 @@ def test_nejm_mek_record_gives_the_primary_comparison_with_direction_and_hr(shar
         if o.quote and o.quote_start is not None:
             assert text[o.quote_start:o.quote_end] == o.quote
     assert findings.provenance["outcomes"] in ("model", "rules+model")
+
+
+def test_digest_item_of_an_rct_shows_the_result_sentence_not_the_objective(shared_data: Path, isolated_env: Path,
+                                                                          models) -> None:  # type: ignore[no-untyped-def]
+    from synthesis import digest as dg
+    from tests.test_digest import DAY, NEJM, melanoma_topics, real_catalog
+
+    with real_catalog(shared_data, isolated_env) as catalog:
+        window = dg.window_after(catalog, None, 14)
+        plain = dg.build_digest(catalog, melanoma_topics(), window, period_end=DAY)
+        doc = dg.build_digest(catalog, melanoma_topics(), window, period_end=DAY, models=models)
+    items = {i["record_id"]: i for t in doc["topics"] for i in t["items"]}
+    before = {i["record_id"]: i for t in plain["topics"] for i in t["items"]}
+    key = items[NEJM]["key_finding"]
+    assert key["direction"] in ("increased", "decreased", "no significant difference")
+    assert key["direction_badge"] == dg.DIRECTION_BADGES[key["direction"]]
+    assert "progression-free survival" in key["text"].lower() and "hazard ratio" in key["text"].lower()
+    assert not key["text"].upper().startswith(("BACKGROUND", "OBJECTIVE", "PURPOSE"))
+    assert key["text"] != before[NEJM]["key_finding"]["text"]  # without the models: the conclusion sentence
+
+
+def test_grade_cites_the_primary_result(shared_data: Path, models) -> None:  # type: ignore[no-untyped-def]
+    from synthesis.extract import extract
+    from synthesis.grading import grade
+
+    article = _nejm(shared_data)
+    graded = grade(article, extract(article, models=models).findings)
+    reason = next(r for r in graded.reasons if r.text.startswith("primary outcome"))
+    assert "significantly increased" in reason.text and "progression-free survival" in reason.evidence.lower()
+    assert graded.level == grade(article).level  # informative: it never moves the level

@@ -12,6 +12,13 @@ The model is the configured LLM (or --backend), asked with `eval.prompts.YES_NO_
 JSON schema {"answer": enum yes/no/maybe} where the backend supports schemas; an unreadable reply counts as wrong
 (its rate is reported). Baseline: always answering the majority class of the evaluated items.
 Backend `none` does not generate: only the baseline and retrieval hit rates are reported.
+
+Backend `default` is the product's answer path without a language model (`synthesis.position.take_position`): the
+shipped answer classifier reads the question with the abstract laid out as it was trained (result sections first,
+`answer_data.evidence_text`), and the findings models quote the result sentence that carries it. `direction-rule`
+uses the findings models alone (a significant best-matching comparison -> yes, no difference -> no). Items the
+answer classifier was trained on (listed in its model.json) are never scored: they are counted in
+`excluded_trained_items`, so on the shared dev file these backends score its held-out half. Context mode only.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from eval.report import SuiteResult
 from eval.suites.common import Phases, RunOptions, build_llm, describe_backend, fresh_index, llm_name
 
 MODES = ("context", "retrieval")
+POSITION_BACKENDS = ("default", "direction-rule")
 MAX_TOKENS = 16
 INVALID = "invalid"
 
@@ -87,6 +95,8 @@ def run(options: RunOptions, *, backend: str = "settings", modes: tuple[str, ...
     majority = Counter(gold).most_common(1)[0][0]
     results: dict[str, Any] = {"gold_distribution": dict(Counter(gold)),
                                "majority_baseline": {"answer": majority, **_strip(score(gold, [majority] * len(gold)))}}
+    if backend in POSITION_BACKENDS:
+        return _position_run(options, backend, items, phases)
     llm = build_llm(options.settings, backend)
     results["backend"] = describe_backend(backend, options.settings) | {"model_name": llm_name(llm)}
     generating = llm is not None and llm.capabilities.generation
@@ -191,3 +201,58 @@ def _retrieval_mode(options: RunOptions, phases: Phases, corpus: list[Any], item
         metrics.update(score([it.answer for it in items], preds))
         metrics["latency"] = M.latency_summary(seconds)
     return {"metrics": metrics, "rows": rows, "seconds": seconds}
+
+
+def _position_run(options: RunOptions, backend: str, items: list[PubMedQAItem], phases: Phases) -> SuiteResult:
+    """Context mode through the product's position path (see the module docstring)."""
+    from oncolit.wiring import make_answer_model, make_findings_models
+    from synthesis.finetune.answer_data import evidence_text
+    from synthesis.position import take_position
+
+    models = make_findings_models(options.settings)
+    answerer = make_answer_model(options.settings) if backend == "default" else None
+    if backend == "default" and answerer is None:
+        raise ValueError("backend default needs the shipped answer classifier (findings_models/artifacts/minilm-answer)")
+    if models is None and answerer is None:
+        raise ValueError("the findings models are not installed (findings.models=none or missing artifacts)")
+    trained = answerer.trained_ids if answerer is not None else set()
+    scored = [it for it in items if it.pmid not in trained]
+    gold = [it.answer for it in scored]
+    preds, seconds, rows = [], [], []
+    with phases("answer[context]"):
+        for it in scored:
+            started = time.perf_counter()
+            text = evidence_text(list(zip(it.labels, it.contexts)))
+            found = take_position(it.question, text, answerer=answerer, models=models, force=True,
+                                  record_id=f"pubmed:{it.pmid}")
+            spent = time.perf_counter() - started
+            answer = found.answer if found else INVALID
+            preds.append(answer)
+            seconds.append(spent)
+            rows.append({"pmid": it.pmid, "gold": it.answer, "predicted": answer, "seconds": round(spent, 4),
+                         "confidence": found.confidence if found else None,
+                         "quote": found.quote if found else None, "direction": found.direction if found else None})
+    majority = Counter(gold).most_common(1)[0][0] if gold else "yes"
+    results: dict[str, Any] = {
+        "gold_distribution": dict(Counter(gold)), "excluded_trained_items": len(items) - len(scored),
+        "majority_baseline": {"answer": majority, **_strip(score(gold, [majority] * len(gold)))},
+        "backend": {"spec": backend, "answer_model": answerer.name if answerer else None,
+                    "findings_models": models.name if models else None}}
+    results["context"] = score(gold, preds) | {"latency": M.latency_summary(seconds)}
+    confusion = {"PubMedQA from the abstract": results["context"].pop("confusion")}
+    results["accuracy"], results["macro_f1"] = results["context"]["accuracy"], results["context"]["macro_f1"]
+    table = [["majority baseline (" + majority + ")", len(gold), results["majority_baseline"]["accuracy"],
+              results["majority_baseline"]["macro_f1"], None],
+             [f"{backend} — context", len(gold), results["accuracy"], results["macro_f1"],
+              results["context"]["invalid_rate"]]]
+    return SuiteResult(
+        suite="qa", metrics=results,
+        config={"limit": options.limit, "backend": backend, "modes": ["context"]},
+        dataset={"path": str(options.dataset), "kind": "pubmedqa", "items": len(items), "scored": len(scored)},
+        timings=phases.seconds,
+        plots={"confusion": confusion, "latency": {"answer latency": {"context": seconds}},
+               "bars": {"accuracy": {r[0]: r[2] or 0.0 for r in table}}},
+        tables=[{"title": "PubMedQA yes/no/maybe (items the answer model never saw)",
+                 "columns": ["system", "n", "accuracy", "macro-F1", "invalid"], "rows": table}],
+        notes=[f"{len(items) - len(scored)} items the answer classifier was trained on were left out"],
+        items=[{"mode": "context", **row} for row in rows])

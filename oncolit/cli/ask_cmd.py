@@ -40,14 +40,23 @@ def ask(
         raise typer.BadParameter("--type is article or trial")
     filters = Filters(since=parse_day(since, "--since"), until=parse_day(until, "--until"), type=type_,
                       design=design).search_filter()
-    with open_resources(get_settings(), backend=backend, model=model) as res:
-        result = answer(question, res.searcher, res.catalog, res.llm, filters=filters, limit=limit)
+    from oncolit.wiring import make_answer_model, make_findings_models
+
+    settings = get_settings()
+    with open_resources(settings, backend=backend, model=model) as res:
+        result = answer(question, res.searcher, res.catalog, res.llm, filters=filters, limit=limit,
+                        models=make_findings_models(settings), answerer=make_answer_model(settings))
     data = result.as_dict()
     emit(data, as_json, _text(data))
 
 
 def _text(d: dict[str, Any]) -> str:
-    lines = [d["answer"], ""]
+    lines = []
+    position = d.get("position")
+    if position:
+        carried = f" — “{position['quote']}” {position['tag']}" if position.get("quote") else f" {position['tag']}"
+        lines.append(f"Answer: {position['answer']} ({position['confidence']:.0%}, {position['basis']}){carried}")
+    lines += [d["answer"], ""]
     if d["insufficient_evidence"]:
         lines.append("Closest records:")
         lines += [f"  {c['tag']} {c['title']}\n      “{c['quote']}”" for c in d["closest"]]

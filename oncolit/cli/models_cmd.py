@@ -34,8 +34,19 @@ def pull_(
       oncolit models pull smollm2-135m-extraction   # fine-tuned here: the shipped adapter merged onto its base
     """
     from synthesis.finetune.local_models import install_shipped, shipped_models
+    from synthesis.findings_models import SHIPPED, shipped_artifacts
 
     say = lambda message: console.print(message, markup=False)  # noqa: E731
+    if name in shipped_artifacts():  # a findings encoder: in the package already; check that it loads
+        from synthesis.findings_models.encoder import load_artifact
+
+        loaded = load_artifact(SHIPPED / name, threads=1)
+        size = sum(p.stat().st_size for p in (SHIPPED / name).iterdir() if p.is_file())
+        data = {"name": name, "path": str(SHIPPED / name), "size": size, "source": "shipped in the package",
+                "task": loaded.spec.task, "base": loaded.spec.base}
+        emit(data, as_json, f"{name}: shipped in the package ({size / 1e6:.1f} MB, {loaded.spec.task} on "
+                            f"{loaded.spec.base}); it loads — nothing to download")
+        return
     if name in shipped_models():  # a fine-tuned model: its adapter is in git, merged onto the pulled base here
         entry = install_shipped(name, models_dir(), progress=say)
         data = {"name": name, "path": entry["path"], "sha256": entry["sha256"], "size": entry["size"],
@@ -70,5 +81,8 @@ def list_(
         lines.append(f"{r.name}{marker}: {state} — {r.title}")
     from synthesis.finetune.local_models import listing  # fine-tuned models, registered by `finetune export`
 
+    from synthesis.findings_models import artifact_listing  # the shipped findings encoders
+
     local_rows, local_lines = listing(models_dir())
-    emit(data + local_rows, as_json, "\n".join(lines + local_lines))
+    encoder_rows, encoder_lines = artifact_listing()
+    emit(data + local_rows + encoder_rows, as_json, "\n".join(lines + local_lines + encoder_lines))

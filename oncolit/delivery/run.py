@@ -25,6 +25,7 @@ from oncolit.delivery import render, sendlog
 from oncolit.delivery.settings import DigestSettings, SmtpSettings, delivery_settings, sender_domain
 from oncolit.delivery.smtp import DeliveryError, send
 from oncolit.delivery.subscribers import Period, Subscriber, current_period, list_subscribers, period_for
+from oncolit.wiring import make_findings_models
 from synthesis.digest import (
     Candidate,
     DigestConfig,
@@ -137,7 +138,7 @@ def build(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now:
                            alert_ids=sendlog.alert_candidates(catalog, sub.id),
                            scorer=resources.scorer() if pool else None,
                            llm=resources.llm() if pool and cfg.overview else None, config=_config(cfg), pool=pool,
-                           pinned=curation.pins())
+                           pinned=curation.pins(), models=make_findings_models(settings) if pool else None)
     domain = cfg.message_id_domain or sender_domain(smtp_cfg)
     mailto = cfg.unsubscribe_mailto or smtp_cfg.sender
     unsubscribe = render.list_unsubscribe(sub.token, url_template=cfg.unsubscribe_url, mailto=mailto)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from synthesis.findings_models.runtime import SHIPPED, Comparison, FindingsModels, Reading
 
-__all__ = ["SHIPPED", "Comparison", "FindingsModels", "Reading", "load_findings_models"]
+__all__ = ["SHIPPED", "Comparison", "FindingsModels", "Reading", "load_answer_model", "load_findings_models"]
 
 
 @lru_cache(maxsize=4)
@@ -28,3 +28,42 @@ def load_findings_models(choice: str = "shipped", threads: int | None = None) ->
         logging.getLogger(__name__).warning("the shipped findings models are missing from %s; rules only", folder)
         return None
     return FindingsModels.load(folder, threads)
+
+
+@lru_cache(maxsize=4)
+def load_answer_model(choice: str = "shipped", threads: int | None = None):  # type: ignore[no-untyped-def]
+    """The yes/no/maybe answer classifier beside the findings models, or None (not installed, or "none")."""
+    from synthesis.findings_models.answerer import AnswerModel
+
+    if choice == "none":
+        return None
+    folder = SHIPPED if choice == "shipped" else Path(choice).expanduser()
+    return AnswerModel.load(folder, threads) if AnswerModel.available(folder) else None
+
+
+def shipped_artifacts(folder: Path | None = None) -> dict[str, dict]:  # type: ignore[type-arg]
+    """name -> model.json of every findings model shipped in the package (reader, direction, answer)."""
+    import json
+
+    root = folder or SHIPPED
+    if not root.is_dir():
+        return {}
+    return {p.parent.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/model.json"))}
+
+
+def artifact_listing(folder: Path | None = None) -> tuple[list[dict], list[str]]:  # type: ignore[type-arg]
+    """Rows and text lines for `oncolit models list`: shipped encoders, their size and held-out metrics."""
+    root = folder or SHIPPED
+    rows, lines = [], []
+    for name, spec in shipped_artifacts(root).items():
+        size = sum(p.stat().st_size for p in (root / name).iterdir() if p.is_file())
+        evals = spec.get("eval", {})
+        rows.append({"name": name, "title": f"{spec['base']} fine-tuned for {spec['task']} (findings model, shipped)",
+                     "pulled": True, "size": size, "sha_ok": None, "path": str(root / name),
+                     "license": f"derived from {spec['base']}", "default": True, "test": False, "fine_tuned": True,
+                     "kind": "encoder", "base": spec["base"], "task": spec["task"], "data": spec.get("data"),
+                     "metrics": {k: v.get("metrics") for k, v in evals.items()}})
+        summary = "; ".join(f"{k}: " + ", ".join(f"{m} {v}" for m, v in (run.get("metrics") or {}).items())
+                            for k, run in evals.items()) or "no eval recorded"
+        lines.append(f"{name} (findings model: {spec['task']}, {size / 1e6:.1f} MB, in the package): {summary}")
+    return rows, lines

@@ -394,14 +394,28 @@ def export(config: EncoderConfig, module: Any, encoder: Any, dev_set: list[Examp
     temperature = fit_temperature(logits, labels)
     metrics = evaluate(module, dev_set, config, device, temperature)
     classes, tags = labels_of(config)
+    card = data_card(config)
+    extra: dict[str, Any] = {"dev_metrics": {k: round(v, 4) for k, v in metrics.items()}, "config": asdict(config),
+                             "data": {k: v for k, v in card.items() if k != "pubmedqa"}}
+    if "pubmedqa" in card:  # the answer classifier: which PubMedQA items it saw (evaluation never scores them)
+        extra["trained_pmids"] = card["pubmedqa"]["trained_pmids"]
+        extra["data"]["pubmedqa_sha256"] = card["pubmedqa"]["sha256"]
+    extra["commit"] = card.get("commit")
     spec = ModelSpec(name=config.name, task=config.task, labels=classes, tags=tags, max_len=config.max_len,
-                     temperature=round(temperature, 3),
-                     extra={"dev_metrics": {k: round(v, 4) for k, v in metrics.items()},
-                            "config": asdict(config)})
+                     temperature=round(temperature, 3), extra=extra)
     out = run / "artifact"
     save_artifact(module, encoder, spec, out)
     say(f"exported {out} (temperature {temperature:.2f}; dev {metrics})")
     return out
+
+
+def data_card(config: EncoderConfig) -> dict[str, Any]:
+    """The dataset card beside the training data (the task folder's, else its parent's)."""
+    data = data_dir_of(config)
+    for path in (data / "card.json", data.parent / "card.json"):
+        if path.is_file():
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+    return {}
 
 
 def main(argv: list[str] | None = None) -> None:
