@@ -24,7 +24,7 @@ import numpy as np
 
 from index.chunking import day_number
 from index.sparse import SparseVector
-from ingest.errors import OncoLitError
+from ingest.errors import StoreError
 
 DENSE = "dense"
 SPARSE = "sparse"
@@ -50,10 +50,6 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "phases": "keyword",
     "flags": "keyword",  # "retracted", "excluded", "withdrawn": see chunking.record_flags
 }
-
-
-class StoreError(OncoLitError):
-    """The vector store refused an operation or holds an incompatible collection."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ingest.catalog import Catalog
-from ingest.curation import Curation, CurationError, PermissionDenied, User
+from ingest.curation import Curation, CurationError, User
 from ingest.curation.service import EvidenceFn
 from ingest.errors import RecordNotFound
+from oncolit.http_errors import http_status
 from oncolit.settings import Settings
 
 SESSION_COOKIE = "oncolit_session"
@@ -104,12 +105,10 @@ def api_user(state: WebState, request: Request, role: str) -> User:
 
 @contextmanager
 def http_errors() -> Iterator[None]:
-    """Curation errors as HTTP statuses: 403 not allowed, 404 no such thing, 400 anything else."""
+    """Curation errors (and unknown records) as `HTTPException`s, with the status of the one table in
+    `oncolit.http_errors`: 403 not allowed, 404 no such thing, 400 a request that cannot be carried out.
+    Other OncoLit errors reach the app's handler, which uses the same table."""
     try:
         yield
-    except PermissionDenied as exc:
-        raise HTTPException(403, str(exc)) from exc
-    except RecordNotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except CurationError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    except (CurationError, RecordNotFound) as exc:
+        raise HTTPException(http_status(exc)[0], str(exc)) from exc
