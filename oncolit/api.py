@@ -5,9 +5,9 @@
     GET  /records/{id}   one catalog record
     GET  /healthz        liveness and what is loaded
 
-Serve it with `oncolit serve` (uvicorn). The catalog, index and LLM are opened once, when the app
-starts, on the one worker thread that then runs every blocking call (see `oncolit.api_routes`),
-and closed when it stops. Routes live in `oncolit.api_routes`, one module per area; add a module
+Serve it with `oncolit serve` (uvicorn). The app's `oncolit.resources.Resources` (catalog, curation,
+index, searcher, LLM) are built once, when the app starts, on the one worker thread that then runs
+every blocking call (see `oncolit.api_routes`), and closed when it stops. Routes live in `oncolit.api_routes`, one module per area; add a module
 with a `router` and list it in `ROUTERS`.
 
 Errors: OncoLit's own errors become JSON `{"error": <kind>, "detail": <one line>}` with the status of
@@ -27,8 +27,8 @@ from fastapi.responses import JSONResponse
 from ingest.errors import OncoLitError
 from oncolit import __version__
 from oncolit.api_routes import ask, health, records, search
-from oncolit.api_routes.resources import open_resources
 from oncolit.http_errors import error_body
+from oncolit.resources import open_resources
 from oncolit.settings import Settings
 from synthesis.llm import LLM
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
         stack = ExitStack()
         try:
             app.state.resources = await loop.run_in_executor(
-                pool, lambda: stack.enter_context(open_resources(settings, llm=llm)))
+                pool, lambda: stack.enter_context(open_resources(settings, llm=llm)).load())
             app.state.worker = pool
             yield
         finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -23,14 +22,6 @@ from oncolit.settings import Settings
 
 SESSION_COOKIE = "oncolit_session"
 PAGES = "/librarian"
-
-
-def grading_evidence(record: Any) -> tuple[str, int] | None:
-    """Evidence level for the queue, from the rule-based grading (no model needed)."""
-    from synthesis.grading import grade
-
-    g = grade(record)
-    return g.level, g.rank
 
 
 class WebState:
