@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synthesis.llm.base import LLM, LLMError
+from synthesis.llm.local_registry import get_local_model
 from synthesis.llm.registry import DEFAULT_MODEL, REGISTRY, resolve
 
 BACKENDS = ("llamacpp", "openai", "transformers", "none")
@@ -64,7 +65,6 @@ def make_llm(backend: str = DEFAULT_BACKEND, model: str | None = None, models_di
 def _fine_tuned(models_dir: Path | None, name: str) -> dict[str, Any] | None:
     if models_dir is None or name in REGISTRY:
         return None
-    from synthesis.finetune.local_models import get_local_model
     return get_local_model(models_dir, name)
 
 
