@@ -90,7 +90,7 @@ def test_a_configured_model_never_pulled_degrades_only_where_asked(isolated_env:
     with open_resources(settings) as res:
         assert isinstance(res.llm, NoneLLM)
     with open_resources(settings, extractive_if_missing=False) as res, pytest.raises(ModelNotFound):
-        res.llm
+        res.load("llm")
 
 
 def _tree() -> list[type[errors.OncoLitError]]:

@@ -85,7 +85,7 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -124,7 +124,10 @@ class Catalog:
             result = conn.execute(insert(t.ingest_runs).values(
                 source=source, mode=mode, search_name=search_name, started_at=_now(), status="running",
                 counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None))
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            if key is None:
+                raise CatalogError("the database gave the new ingest run no id")
+            return int(key[0])
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -270,7 +273,7 @@ class Catalog:
             rows = conn.execute(select(t.records.c.source, t.records.c.state, t.records.c.retracted,
                                        func.count()).group_by(t.records.c.source, t.records.c.state,
                                                               t.records.c.retracted)).all()
-            versions = dict(conn.execute(select(t.records.c.source, func.count()).select_from(
+            versions: dict[str, int] = dict(conn.execute(select(t.records.c.source, func.count()).select_from(
                 t.record_versions.join(t.records, t.records.c.id == t.record_versions.c.record_id))
                 .group_by(t.records.c.source)).all())
             links = conn.execute(select(func.count()).select_from(t.record_links)).scalar_one()
@@ -401,9 +404,10 @@ class _Plan:
             return self.pending_fields[rid]
         if row is None or row.current_version == 0:
             return None
-        return self.conn.execute(select(t.record_versions.c.fields).where(and_(
+        fields: dict[str, Any] = self.conn.execute(select(t.record_versions.c.fields).where(and_(
             t.record_versions.c.record_id == rid,
             t.record_versions.c.version == row.current_version))).scalar_one()
+        return fields
 
     def _delete(self, rid: str, row: Any) -> str:
         if row is not None and row.state == "deleted":

@@ -161,7 +161,7 @@ class Rule:
     active: bool = True
 
     @classmethod
-    def from_row(cls, row: Any) -> "Rule":
+    def from_row(cls, row: Any) -> Rule:
         m = row._mapping if hasattr(row, "_mapping") else row
         return cls(m["id"], m["action"], m["field"], m["value"], m["reason"], m["author"], bool(m["active"]))
 

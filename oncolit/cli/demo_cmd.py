@@ -43,8 +43,8 @@ def demo(
 ) -> None:
     """Run the main job (ingest -> ...) against the recorded data through the local replay server."""
     from ingest.ctgov_json import iter_ctgov_path
-    from ingest.pubmed_xml import iter_pubmed_file
     from ingest.pipeline import run_files, run_search
+    from ingest.pubmed_xml import iter_pubmed_file
     from ingest.replay import ReplayServer
 
     pubmed_dir, ctgov_dir = shared / "pubmed" / "constructed", shared / "ctgov" / "real"

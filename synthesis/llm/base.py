@@ -18,7 +18,7 @@ import json
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from ingest.errors import GenerationRefused, LLMError, ModelNotFound, ModelVerificationError
 
@@ -102,7 +102,7 @@ class BaseLLM:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> BaseLLM:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
