@@ -24,7 +24,7 @@ import numpy as np
 
 from index.chunking import day_number
 from index.sparse import SparseVector
-from ingest.errors import StoreError
+from ingest.errors import StoreError as StoreError  # re-exported: index.store.StoreError
 
 DENSE = "dense"
 SPARSE = "sparse"

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import (
     Connection,
     Engine,
@@ -37,7 +36,7 @@ from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.migrations import migrate
 from ingest.errors import CatalogError, RecordNotFound
-from ingest.records import Article
+from ingest.records import Article, Trial
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
 
@@ -54,13 +53,12 @@ def decompress(blob: bytes) -> bytes:
     return zlib.decompress(blob)
 
 
-def model_from_fields(fields: dict[str, Any]) -> BaseModel:
+def model_from_fields(fields: dict[str, Any]) -> Article | Trial:
     """Rebuild the typed record from stored fields (the `kind` field says which model)."""
     kind = fields.get("kind")
     if kind == "article":
         return Article.model_validate(fields)
     if kind == "trial":
-        from ingest.records.trial import Trial
         return Trial.model_validate(fields)
     raise CatalogError(f"stored record has unknown kind {kind!r}")
 
@@ -226,7 +224,7 @@ class Catalog:
         return {"trials": sorted(trials), "publications": sorted(publications),
                 "retraction_notices": sorted(retractions), "links": related}
 
-    def get_record(self, record_id: str, version: int | None = None) -> BaseModel:
+    def get_record(self, record_id: str, version: int | None = None) -> Article | Trial:
         """The typed record (current version unless `version` is given)."""
         with self.engine.connect() as conn:
             if version is None:
@@ -305,7 +303,7 @@ class Catalog:
                 "links": [tuple(link) for link in links]}
 
     def iter_records(self, ids: Iterable[str] | None = None, *, active_only: bool = True,
-                     source: str | None = None) -> Iterator[tuple[dict[str, Any], BaseModel]]:
+                     source: str | None = None) -> Iterator[tuple[dict[str, Any], Article | Trial]]:
         """(row, typed record) for current versions — the read path for index, synthesis, eval."""
         query = (select(t.records, t.record_versions.c.fields)
                  .join(t.record_versions, and_(t.record_versions.c.record_id == t.records.c.id,

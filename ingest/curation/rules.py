@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ingest.errors import CurationError
+from ingest.errors import CurationError as CurationError  # re-exported: ingest.curation.CurationError
 from ingest.errors import PermissionDenied as PermissionDenied  # re-exported: ingest.curation.PermissionDenied
 
 Action = Literal["include", "exclude"]

@@ -25,7 +25,8 @@ def resources(request: Request) -> Resources:
 
 
 def worker(request: Request) -> ThreadPoolExecutor:
-    return request.app.state.worker
+    pool: ThreadPoolExecutor = request.app.state.worker
+    return pool
 
 
 async def in_worker(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -68,7 +68,8 @@ class _RunResources:
 
     def __init__(self, settings: Any, resources: Resources, llm: Any, scorer: Any):
         self.settings, self.resources = settings, resources
-        self._llm, self._scorer = llm, scorer
+        self._llm: LLM | None = llm
+        self._scorer: SemanticScorer | None = scorer
         self.pools: dict[tuple[Any, Any], list[Candidate]] = {}
 
     def llm(self) -> LLM | None:

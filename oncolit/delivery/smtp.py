@@ -10,7 +10,7 @@ import smtplib
 import ssl
 from email.utils import parseaddr
 
-from ingest.errors import DeliveryError
+from ingest.errors import DeliveryError as DeliveryError  # re-exported: oncolit.delivery.smtp
 from oncolit.delivery.settings import SmtpSettings
 
 

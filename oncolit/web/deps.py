@@ -18,10 +18,17 @@ from ingest.curation import Curation, CurationError, User
 from ingest.curation.service import EvidenceFn
 from ingest.errors import RecordNotFound
 from oncolit.http_errors import http_status
+from oncolit.resources import Resources
 from oncolit.settings import Settings
 
 SESSION_COOKIE = "oncolit_session"
 PAGES = "/librarian"
+
+
+def app_resources(request: Request) -> Resources | None:
+    """The app's shared resources (`oncolit.api.create_app` builds them at startup), if it has them."""
+    resources = getattr(request.app.state, "resources", None)
+    return resources if isinstance(resources, Resources) else None
 
 
 class WebState:
@@ -34,8 +41,8 @@ class WebState:
         self._lock = threading.Lock()
 
     def catalog(self, request: Request) -> Catalog:
-        resources = getattr(request.app.state, "resources", None)
-        if resources is not None and getattr(resources, "catalog", None) is not None:
+        resources = app_resources(request)
+        if resources is not None:
             return resources.catalog
         if self._given is not None:
             return self._given
@@ -47,8 +54,8 @@ class WebState:
             return self._own
 
     def settings_for(self, request: Request) -> Settings:
-        resources = getattr(request.app.state, "resources", None)
-        if resources is not None and getattr(resources, "settings", None) is not None:
+        resources = app_resources(request)
+        if resources is not None:
             return resources.settings
         if self.settings is None:
             self.settings = Settings()
@@ -88,7 +95,7 @@ def api_user(state: WebState, request: Request, role: str) -> User:
     found = state.curation(request).authenticate(token)
     if found is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    user = found[0]
+    user: User = found[0]
     if not user.can(role):  # type: ignore[arg-type]
         raise HTTPException(403, f"this needs a {role} key; yours is a {user.role}'s")
     return user
