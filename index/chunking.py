@@ -77,7 +77,7 @@ class WordPieceCounter:
         self.name = name or f"wordpiece-{digest}"
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path | str) -> "WordPieceCounter":
+    def from_model_dir(cls, model_dir: Path | str) -> WordPieceCounter:
         return cls(Path(model_dir) / "tokenizer.json")
 
     def __call__(self, text: str) -> int:

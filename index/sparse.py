@@ -72,7 +72,7 @@ class SparseVector:
         return len(self.indices)
 
     @classmethod
-    def from_weights(cls, weights: dict[int, float]) -> "SparseVector":
+    def from_weights(cls, weights: dict[int, float]) -> SparseVector:
         items = sorted((i, w) for i, w in weights.items() if w > 0)
         return cls(tuple(i for i, _ in items), tuple(float(w) for _, w in items))
 

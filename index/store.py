@@ -24,7 +24,7 @@ import numpy as np
 
 from index.chunking import day_number
 from index.sparse import SparseVector
-from ingest.errors import OncoLitError
+from ingest.errors import StoreError as StoreError  # re-exported: index.store.StoreError
 
 DENSE = "dense"
 SPARSE = "sparse"
@@ -52,10 +52,6 @@ PAYLOAD_INDEXES: dict[str, str] = {
 }
 
 
-class StoreError(OncoLitError):
-    """The vector store refused an operation or holds an incompatible collection."""
-
-
 @dataclass(frozen=True)
 class Point:
     """What is stored per chunk: id (a UUID string), both vectors, and the payload."""
@@ -66,7 +62,8 @@ class Point:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def dense_list(self) -> list[float]:
-        return np.asarray(self.dense, dtype=np.float32).tolist()
+        values: list[float] = np.asarray(self.dense, dtype=np.float32).tolist()
+        return values
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ class SearchFilter:
         for name in ("languages", "mesh_any", "cancer_sites_any"):
             object.__setattr__(self, name, tuple(v.lower() for v in getattr(self, name)))
 
-    def conditions(self) -> list["Condition"]:
+    def conditions(self) -> list[Condition]:
         """The filter as backend-neutral conditions; each store translates these one by one."""
         out: list[Condition] = []
         for key, values in (("record_type", self.record_types), ("design", self.designs),

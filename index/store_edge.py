@@ -29,9 +29,22 @@ import numpy as np
 import qdrant_edge as qe
 
 from index.sparse import SparseVector
-from index.store import (DENSE, PAYLOAD_INDEXES, PREFETCH_FACTOR, RRF_K, SPARSE, Condition, Hit, Point,
-                         SearchFilter, SearchMode, StoreError, TIE_MARGIN, ranked,
-                         validate_points)
+from index.store import (
+    DENSE,
+    PAYLOAD_INDEXES,
+    PREFETCH_FACTOR,
+    RRF_K,
+    SPARSE,
+    TIE_MARGIN,
+    Condition,
+    Hit,
+    Point,
+    SearchFilter,
+    SearchMode,
+    StoreError,
+    ranked,
+    validate_points,
+)
 
 _SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
            "bool": qe.PayloadSchemaType.Bool, "float": qe.PayloadSchemaType.Float}
@@ -108,7 +121,7 @@ class EdgeStore:
             self._shard.close()  # flushes segments and the WAL
         self._shard, self._name = None, None
 
-    def __enter__(self) -> "EdgeStore":
+    def __enter__(self) -> EdgeStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -130,7 +143,7 @@ class EdgeStore:
         for start in range(0, len(points), _BATCH):
             batch = [qe.Point(p.id, {DENSE: p.dense_list(), SPARSE: _sparse(p.sparse)}, p.payload)
                      for p in points[start:start + _BATCH]]
-            self._run(lambda s: s.update(qe.UpdateOperation.upsert_points(batch)))
+            self._run(lambda s, batch=batch: s.update(qe.UpdateOperation.upsert_points(batch)))
 
     def delete(self, point_ids: Sequence[str]) -> None:
         if point_ids:
@@ -150,7 +163,7 @@ class EdgeStore:
         ids: set[str] = set()
         offset = None
         while True:
-            records, offset = self._run(lambda s: s.scroll(qe.ScrollRequest(
+            records, offset = self._run(lambda s, offset=offset: s.scroll(qe.ScrollRequest(
                 offset=offset, limit=256, filter=flt, with_payload=False, with_vector=False)))
             ids.update(str(r.id) for r in records)
             if offset is None:

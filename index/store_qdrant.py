@@ -18,9 +18,22 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from index.sparse import SparseVector
-from index.store import (DENSE, PAYLOAD_INDEXES, PREFETCH_FACTOR, RRF_K, SPARSE, Condition, Hit, Point,
-                         SearchFilter, SearchMode, StoreError, TIE_MARGIN, ranked,
-                         validate_points)
+from index.store import (
+    DENSE,
+    PAYLOAD_INDEXES,
+    PREFETCH_FACTOR,
+    RRF_K,
+    SPARSE,
+    TIE_MARGIN,
+    Condition,
+    Hit,
+    Point,
+    SearchFilter,
+    SearchMode,
+    StoreError,
+    ranked,
+    validate_points,
+)
 
 _SCHEMA = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER,
            "bool": models.PayloadSchemaType.BOOL, "float": models.PayloadSchemaType.FLOAT}
@@ -103,7 +116,7 @@ class QdrantStore:
             self.client.close()
         self._name = None
 
-    def __enter__(self) -> "QdrantStore":
+    def __enter__(self) -> QdrantStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,7 +132,7 @@ class QdrantStore:
         for start in range(0, len(points), _BATCH):
             batch = [models.PointStruct(id=p.id, vector={DENSE: p.dense_list(), SPARSE: _sparse(p.sparse)},
                                         payload=p.payload) for p in points[start:start + _BATCH]]
-            self._run(lambda c: c.upsert(self._name, points=batch, wait=True))
+            self._run(lambda c, batch=batch: c.upsert(self._name, points=batch, wait=True))
 
     def delete(self, point_ids: Sequence[str]) -> None:
         if point_ids:
@@ -139,7 +152,7 @@ class QdrantStore:
         ids: set[str] = set()
         offset = None
         while True:
-            records, offset = self._run(lambda c: c.scroll(
+            records, offset = self._run(lambda c, offset=offset: c.scroll(
                 self._name, scroll_filter=_record_filter(record_id), limit=256, offset=offset,
                 with_payload=False, with_vectors=False))
             ids.update(str(r.id) for r in records)

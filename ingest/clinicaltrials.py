@@ -19,8 +19,8 @@ from ingest.ctgov_json import DEFAULT_MAX_BYTES, NCT_ID_RE, ParsedPage, decode_j
 from ingest.errors import MalformedPayload, SourceRequestError
 from ingest.records.trial import Trial
 from ingest.retry import RateLimiter, Retryable, RetryPolicy, classify_status
+from ingest.settings import CTGovSettings
 from ingest.source import Batch, ParsedItem, Query, Window
-from oncolit.settings import CTGovSettings
 
 log = logging.getLogger(__name__)
 

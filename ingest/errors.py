@@ -1,15 +1,34 @@
-"""OncoLit's exception tree. Third-party errors are mapped to these where they enter.
+"""OncoLit's exception tree: every error a user can act on, in one module. Third-party errors are mapped
+to these where they enter (HTTP and XML in the sources, SQLAlchemy in the catalog, qdrant in the stores,
+llama.cpp / transformers / HTTP in the LLM backends, smtplib in delivery).
 
-    OncoLitError
-    ├── ConfigError              bad or missing settings
-    ├── SourceError              a remote source failed
-    │   ├── SourceUnavailable    retries exhausted on 429 / 5xx / timeouts / connection errors
-    │   ├── SourceRequestError   the source refused the request (4xx other than 429): fix the query
-    │   └── MalformedPayload     a response or file could not be read safely (bad/truncated/hostile XML or JSON)
-    ├── CatalogError             the catalog database refused an operation
-    └── RecordNotFound           no record with that id in the catalog
+    OncoLitError                     base: the message says what to do
+    ├── ConfigError                  bad or missing settings
+    ├── SourceError                  a remote source or a downloaded file failed
+    │   ├── SourceUnavailable        retries exhausted on 429 / 5xx / timeouts / connection errors
+    │   ├── SourceRequestError       the source refused the request (4xx other than 429): fix the query
+    │   └── MalformedPayload         a response or file could not be read safely (bad/truncated/hostile XML or JSON)
+    ├── CatalogError                 the catalog database refused an operation
+    ├── RecordNotFound               no record (or saved search, subscriber, user ...) with that name
+    ├── CurationError                a curation request that cannot be carried out as asked
+    │   └── PermissionDenied         the acting user lacks the role the change needs
+    ├── StoreError                   the vector store refused an operation or holds an incompatible collection
+    ├── LLMError                     a model could not be loaded, found, verified or run
+    │   ├── GenerationRefused        the configured backend does not generate (backend "none")
+    │   ├── ModelNotFound            unknown registry name, model not pulled, or a path that is not a model
+    │   └── ModelVerificationError   an assembled or stored model file failed its pinned sha256 / size
+    ├── PromptError                  a prompt was defined or filled with the wrong placeholders (a bug)
+    └── DeliveryError                the SMTP server did not accept a digest (retried on the next run)
 
-The CLI prints `error: <message>` for these and exits non-zero; ONCOLIT_DEBUG=1 re-raises.
+The classes are also importable where they were first defined (`synthesis.llm`, `index.store`,
+`ingest.curation`, `synthesis.prompts`, `oncolit.delivery.smtp`); those are the same objects.
+
+How the surfaces show them: the CLI prints `error: <message>` and exits 1 (ONCOLIT_DEBUG=1 re-raises);
+HTTP maps each class to a status through the one table in `oncolit.http_errors`.
+
+Not in this tree, on purpose: the replay server's internal request errors (`ingest.replay_*`), which become
+HTTP replies of the fake server, and `synthesis.design_classifier.model.ModelFileError`, a `ValueError` for
+a damaged weights file the package ships.
 """
 
 from __future__ import annotations
@@ -20,28 +39,64 @@ class OncoLitError(Exception):
 
 
 class ConfigError(OncoLitError):
-    pass
+    """Bad or missing settings."""
 
 
 class SourceError(OncoLitError):
-    pass
+    """A remote source or a downloaded file failed."""
 
 
 class SourceUnavailable(SourceError):
-    pass
+    """Retries exhausted on 429 / 5xx / timeouts / connection errors."""
 
 
 class SourceRequestError(SourceError):
-    pass
+    """The source refused the request (4xx other than 429): fix the query."""
 
 
 class MalformedPayload(SourceError):
-    pass
+    """A response or file could not be read safely."""
 
 
 class CatalogError(OncoLitError):
-    pass
+    """The catalog database refused an operation."""
 
 
 class RecordNotFound(OncoLitError):
-    pass
+    """No record (or saved search, subscriber, user ...) with that name."""
+
+
+class CurationError(OncoLitError):
+    """A curation request that cannot be carried out as asked (the message says why)."""
+
+
+class PermissionDenied(CurationError):
+    """The acting user lacks the role the change needs."""
+
+
+class StoreError(OncoLitError):
+    """The vector store refused an operation or holds an incompatible collection."""
+
+
+class LLMError(OncoLitError):
+    """A model could not be loaded, found, verified or run; the message says what to do."""
+
+
+class GenerationRefused(LLMError):
+    """The backend is configured not to generate; callers should fall back to extractive rules."""
+
+
+class ModelNotFound(LLMError):
+    """No such registry name, the model was never pulled, or a path does not hold a usable model."""
+
+
+class ModelVerificationError(LLMError):
+    """A model file does not match its pinned sha256 or size, so it is not trusted or kept."""
+
+
+class PromptError(OncoLitError):
+    """A prompt was defined or filled with the wrong placeholders (a programming error)."""
+
+
+class DeliveryError(OncoLitError):
+    """The SMTP server did not accept the message (it is retried on the next run)."""

@@ -50,7 +50,7 @@ class ProcessLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "ProcessLock":
+    def __enter__(self) -> ProcessLock:
         self.acquire()
         return self
 

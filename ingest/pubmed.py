@@ -47,8 +47,8 @@ from Bio import Entrez
 from ingest.errors import ConfigError, MalformedPayload, SourceRequestError
 from ingest.pubmed_xml import ESearchResult, parse_esearch, parse_pubmed_xml
 from ingest.retry import RateLimiter, Retryable, RetryPolicy, classify_status
+from ingest.settings import PubMedSettings
 from ingest.source import Batch, ParsedItem, Query, Window
-from oncolit.settings import PubMedSettings
 
 log = logging.getLogger(__name__)
 

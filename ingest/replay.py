@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -150,7 +151,7 @@ class ReplayServer:
                 service == "ctgov" and self.ctgov is None):
             return Reply(404, b"not found\n", "text/plain; charset=utf-8"), None
         fault = self.faults.take(relative, method, params)
-        real = (lambda: self._real_reply(service, relative, params))
+        real = partial(self._real_reply, service, relative, params)
         return self._apply(fault, real, relative), fault
 
     def _real_reply(self, service: str, relative: str, params: dict[str, str]) -> Reply:

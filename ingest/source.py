@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from ingest.records import Article, Deletion, Trial
 
 
 @dataclass(frozen=True)
 class ParsedItem:
     """One parsed record (Article, Trial or Deletion) with its raw payload and its format."""
 
-    record: BaseModel
+    record: Article | Trial | Deletion
     raw: bytes
     raw_format: str  # "pubmed-xml" | "ctgov-json"
 

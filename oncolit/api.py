@@ -5,13 +5,14 @@
     GET  /records/{id}   one catalog record
     GET  /healthz        liveness and what is loaded
 
-Serve it with `oncolit serve` (uvicorn). The catalog, index and LLM are opened once, when the app
-starts, on the one worker thread that then runs every blocking call (see `oncolit.api_routes`),
-and closed when it stops. Routes live in `oncolit.api_routes`, one module per area; add a module
+Serve it with `oncolit serve` (uvicorn). The app's `oncolit.resources.Resources` (catalog, curation,
+index, searcher, LLM) are built once, when the app starts, on the one worker thread that then runs
+every blocking call (see `oncolit.api_routes`), and closed when it stops. Routes live in `oncolit.api_routes`, one module per area; add a module
 with a `router` and list it in `ROUTERS`.
 
-Errors: OncoLit's own errors become JSON `{"error": <kind>, "detail": <one line>}` with a fitting
-status (404 for a record that does not exist, 503 for a model that cannot run).
+Errors: OncoLit's own errors become JSON `{"error": <kind>, "detail": <one line>}` with the status of
+the one table in `oncolit.http_errors` (404 for a record that does not exist, 503 for a model that
+cannot run).
 """
 
 from __future__ import annotations
@@ -23,22 +24,15 @@ from contextlib import ExitStack, asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ingest.errors import ConfigError, OncoLitError, RecordNotFound
+from ingest.errors import OncoLitError
 from oncolit import __version__
 from oncolit.api_routes import ask, health, records, search
-from oncolit.api_routes.resources import open_resources
+from oncolit.http_errors import error_body
+from oncolit.resources import open_resources
 from oncolit.settings import Settings
-from synthesis.llm import LLM, LLMError
+from synthesis.llm import LLM
 
 ROUTERS = (ask.router, search.router, records.router, health.router)
-
-# (error class, HTTP status, the "error" field); the first match wins.
-ERRORS: tuple[tuple[type[OncoLitError], int, str], ...] = (
-    (RecordNotFound, 404, "not_found"),
-    (LLMError, 503, "model_unavailable"),
-    (ConfigError, 500, "configuration"),
-    (OncoLitError, 500, "internal"),
-)
 
 
 def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
@@ -55,7 +49,7 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
         stack = ExitStack()
         try:
             app.state.resources = await loop.run_in_executor(
-                pool, lambda: stack.enter_context(open_resources(settings, llm=llm)))
+                pool, lambda: stack.enter_context(open_resources(settings, llm=llm)).load())
             app.state.worker = pool
             yield
         finally:
@@ -74,9 +68,7 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
 
     @app.exception_handler(OncoLitError)
     async def _oncolit_error(request: Request, exc: OncoLitError) -> JSONResponse:
-        for cls, status, kind in ERRORS:
-            if isinstance(exc, cls):
-                return JSONResponse({"error": kind, "detail": str(exc)}, status_code=status)
-        return JSONResponse({"error": "internal", "detail": str(exc)}, status_code=500)  # pragma: no cover
+        status, body = error_body(exc)
+        return JSONResponse(body, status_code=status)
 
     return app

@@ -1,20 +1,36 @@
 """Builds the configured objects from settings: sources, stores, embedders, the index and the LLM.
 
-Settings hold values only; this is the one place that turns them into clients.
+Settings hold values only; this is the one place that turns them into clients. `oncolit.resources`
+holds the built objects the surfaces share (`Resources`: built on first use, closed once); commands
+that need one thing only (a source, the index) call the builder here directly.
+
+Heavy libraries (torch, qdrant, llama.cpp, httpx) are imported inside the builders, so importing this
+module, and starting the CLI, stays cheap.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, LLMError, ModelNotFound
 from ingest.source import Source
 from oncolit import __version__
 from oncolit.settings import Settings
+
+if TYPE_CHECKING:
+    from index.chunking import Chunker
+    from index.embedder import ChunkingEmbedder
+    from index.search import Searcher
+    from index.sparse import BM25Encoder
+    from index.store import Store
+    from synthesis.llm.base import LLM
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("pubmed", "ctgov")
 
@@ -40,24 +56,26 @@ class IndexHandle:
     """Everything the index needs, built from settings: the store (collection opened), the embedder,
     the chunker matched to the embedder's window, and the sparse encoder."""
 
-    store: Any
-    embedder: Any
-    chunker: Any
-    encoder: Any
+    store: Store
+    embedder: ChunkingEmbedder
+    chunker: Chunker
+    encoder: BM25Encoder
     collection: str
     state_path: Path
 
-    def searcher(self) -> Any:
+    def searcher(self) -> Searcher:
         from index.search import Searcher
         return Searcher(self.store, self.embedder, self.encoder)
 
 
-def make_embedder(settings: Settings) -> Any:
+def make_embedder(settings: Settings) -> ChunkingEmbedder:
+    """The configured embedder behind the on-disk embedding cache."""
     from index.embedder import CachedEmbedder, OnnxEmbedder, SentenceTransformerEmbedder
 
     emb = settings.embedding
+    inner: ChunkingEmbedder
     if emb.backend == "sentence-transformers":
-        inner: Any = SentenceTransformerEmbedder(emb.model_path, device=emb.device, batch_size=emb.batch_size)
+        inner = SentenceTransformerEmbedder(emb.model_path, device=emb.device, batch_size=emb.batch_size)
     elif emb.backend == "onnx":
         inner = OnnxEmbedder(emb.model_path, onnx_dir=settings.models_dir / "onnx", batch_size=emb.batch_size,
                              threads=emb.threads)
@@ -66,9 +84,10 @@ def make_embedder(settings: Settings) -> Any:
     return CachedEmbedder(inner, settings.data_dir / "cache" / "embeddings")
 
 
-def make_store(settings: Settings) -> Any:
+def make_store(settings: Settings) -> Store:
+    """The configured vector store (no collection opened yet)."""
     ix = settings.index
-    common = dict(on_disk_vectors=ix.on_disk_vectors, hnsw_m=ix.hnsw_m, hnsw_ef_construct=ix.hnsw_ef_construct,
+    common: dict[str, Any] = dict(on_disk_vectors=ix.on_disk_vectors, hnsw_m=ix.hnsw_m, hnsw_ef_construct=ix.hnsw_ef_construct,
                   full_scan_threshold=ix.full_scan_threshold, rrf_k=ix.rrf_k)
     if ix.backend == "edge":
         from index.store_edge import EdgeStore
@@ -83,14 +102,15 @@ def make_store(settings: Settings) -> Any:
 
 
 @contextmanager
-def open_index(settings: Settings, *, embedder: Any = None) -> Iterator[IndexHandle]:
-    """Open (creating if needed) the collection that matches the embedder and chunking settings."""
+def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) -> Iterator[IndexHandle]:
+    """Open (creating if needed) the collection that matches the embedder and chunking settings. An
+    `embedder` passed in stays the caller's to close."""
     from index.chunking import Chunker, ChunkerConfig
     from index.sparse import BM25Encoder
     from index.store import collection_name
 
     own_embedder = embedder is None
-    embedder = embedder or make_embedder(settings)
+    embedder = embedder if embedder is not None else make_embedder(settings)
     ch = settings.chunking
     chunker = Chunker(ChunkerConfig(max_tokens=min(ch.max_tokens, getattr(embedder, "max_tokens", ch.max_tokens)),
                                     overlap_tokens=ch.overlap_tokens, max_title_tokens=ch.max_title_tokens),
@@ -108,18 +128,24 @@ def open_index(settings: Settings, *, embedder: Any = None) -> Iterator[IndexHan
             embedder.close()
 
 
-def make_llm_from_settings(settings: Settings, backend: str | None = None, model: str | None = None) -> Any:
-    """The LLM the `[llm]` settings name, or `backend`/`model` given instead; None for backend "none"
-    (callers then use rules or quotes). A backend other than the configured one gets its own default
-    model, not the configured backend's model name."""
-    from synthesis.llm import BACKENDS, LLMError, make_llm
+def make_llm_from_settings(settings: Settings, backend: str | None = None, model: str | None = None, *,
+                           extractive_if_missing: bool = False, **overrides: Any) -> LLM:
+    """The one way to get "the LLM": the model the `[llm]` settings name, or `backend`/`model` given
+    instead; always an object (`NoneLLM` for backend "none": `capabilities.generation` is false and callers
+    use rules or quotes). A backend other than the configured one gets its own default model, not the
+    configured backend's model name. `overrides` replace the backend options built from settings.
+
+    `extractive_if_missing`: a configured (not explicitly asked-for) model that was never pulled degrades
+    to `NoneLLM` with a warning instead of failing (what answering surfaces want: quotes, not an error)."""
+    from synthesis.llm import BACKENDS, make_llm
+    from synthesis.llm.none_backend import NoneLLM
 
     cfg = settings.llm
     chosen = backend or cfg.backend
     if chosen not in BACKENDS:
         raise LLMError(f"unknown LLM backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
     if chosen == "none":
-        return None
+        return NoneLLM()
     options: dict[str, Any] = {}
     if chosen == "llamacpp":
         options.update({k: v for k, v in (("n_ctx", cfg.n_ctx), ("n_threads", cfg.n_threads)) if v})
@@ -128,26 +154,16 @@ def make_llm_from_settings(settings: Settings, backend: str | None = None, model
         options["schema_mode"] = cfg.schema_mode
     elif chosen == "transformers" and cfg.adapter_dir:
         options["adapter_dir"] = cfg.adapter_dir
-    return make_llm(chosen, model or (cfg.model if chosen == cfg.backend else None), settings.models_dir, **options)
-
-
-def make_llm_or_rules(settings: Settings, backend: str | None = None, model: str | None = None,
-                      say: Any = None) -> Any:
-    """`make_llm_from_settings`, except that the configured default model not being pulled falls back to no
-    model (rules and quotes) with one message, as a fresh install should; an explicit --backend/--model that
-    cannot load is still an error."""
-    from synthesis.llm.base import ModelNotFound
-
+    options.update(overrides)
     try:
-        return make_llm_from_settings(settings, backend, model)
+        return make_llm(chosen, model or (cfg.model if chosen == cfg.backend else None), settings.models_dir,
+                        **options)
     except ModelNotFound as exc:
-        if backend or model:
+        if not extractive_if_missing or backend or model:
             raise
-        import logging
-
-        message = f"{exc}; using the rules and the findings models only"
-        (say or logging.getLogger("oncolit").warning)(message)
-        return None
+        log.warning("%s; answering extractively (pull the model with `oncolit models pull`, or set "
+                    "ONCOLIT_LLM__BACKEND=none to silence this)", exc)
+        return NoneLLM()
 
 
 def make_findings_models(settings: Settings) -> Any:

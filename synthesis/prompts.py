@@ -22,15 +22,11 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ingest.errors import OncoLitError
+from ingest.errors import PromptError
 from synthesis.llm.base import Message
 
 BEGIN_MARKER = "<<<BEGIN RECORD TEXT>>>"
 END_MARKER = "<<<END RECORD TEXT>>>"
-
-
-class PromptError(OncoLitError):
-    """A prompt was defined or filled with the wrong placeholders (a programming error)."""
 
 
 @dataclass(frozen=True)

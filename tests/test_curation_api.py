@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ingest.catalog import Catalog
-from ingest.curation import Curation
 from ingest.ctgov_json import iter_ctgov_path
+from ingest.curation import Curation
 from ingest.pubmed_xml import parse_pubmed_xml
 from ingest.replay import ReplayServer
 from oncolit.settings import Settings

@@ -339,10 +339,9 @@ def test_real_small_model_output_keeps_the_invariant(catalog: Catalog, tmp_path:
 def test_index_similarity_finds_what_keywords_miss(shared_data: Path, isolated_env: Path) -> None:
     """With a synced index, relevance adds dense similarity: a topic sharing no word with the NEJM
     abstract still finds it; without the index the same topic lists nothing."""
-    from contextlib import ExitStack
-
     from index.sync import sync
-    from oncolit.delivery.run import open_scorer
+    from oncolit.delivery.run import index_scorer
+    from oncolit.resources import open_resources
     from oncolit.wiring import open_index
 
     settings = make_settings(isolated_env, use_index=True)
@@ -354,8 +353,8 @@ def test_index_similarity_finds_what_keywords_miss(shared_data: Path, isolated_e
         assert dg.build_digest(catalog, topic, window, period_end=DAY)["item_ids"] == []
         with open_index(settings) as handle:
             assert sync(catalog, handle).records_indexed == 2
-        with ExitStack() as stack:
-            scorer = open_scorer(settings, stack)
+        with open_resources(settings, catalog=catalog) as res:
+            scorer = index_scorer(settings, res)
             assert isinstance(scorer, dg.IndexScorer)
             doc = dg.build_digest(catalog, topic, window, period_end=DAY, scorer=scorer)
     assert doc["item_ids"][0] == NEJM

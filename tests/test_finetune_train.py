@@ -112,9 +112,9 @@ def test_finetune_eval_gives_the_same_numbers_twice(tiny_run: Path):
 
 def _write_adapter(directory: Path, modules: dict[str, tuple[int, int]], *, r: int, zero_b: bool, seed: int) -> None:
     """A peft LoRA adapter written directly (config + safetensors), without loading any model."""
+    import numpy as np
     from peft import LoraConfig
     from safetensors.numpy import save_file
-    import numpy as np
 
     rng = np.random.default_rng(seed)
     tensors = {}
@@ -143,8 +143,9 @@ def test_an_untrained_adapter_exports_the_base_unchanged(base_gguf: Path, tmp_pa
 
 def test_merged_q_and_k_rows_map_back_onto_the_adapter_layout(base_gguf: Path, tmp_path: Path):
     """transformers un-permutes Q/K rows when it loads a GGUF; the merged delta must come back as B @ A."""
-    from synthesis.finetune.export_gguf import read_adapter
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    from synthesis.finetune.export_gguf import read_adapter
 
     _write_adapter(tmp_path / "rand", SMOL_QK, r=4, zero_b=False, seed=1)
     out = export_merged(base_gguf, tmp_path / "rand", tmp_path / "rand.gguf", out_type="f32")

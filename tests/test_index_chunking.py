@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from index.chunking import (TRIAL_KINDS, ApproxCounter, Chunker, ChunkerConfig, WordPieceCounter,
-                            default_token_counter, point_id, split_sentences)
+from index.chunking import (
+    TRIAL_KINDS,
+    ApproxCounter,
+    Chunker,
+    ChunkerConfig,
+    WordPieceCounter,
+    default_token_counter,
+    point_id,
+    split_sentences,
+)
 from ingest.records import AbstractSection, Article, CommentCorrection, MeshHeading, PartialDate
 from ingest.records.trial import Arm, Design, Eligibility, Intervention, MeshTerm, Outcome, Trial, TrialDate
 

@@ -23,7 +23,7 @@ from oncolit import jobs
 from oncolit.settings import Settings
 from tests.helpers import ONCOLIT, cli_json, pubmed_env, run_cli
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]  # query id -> {doc id: grade}
     notes: list[str] = field(default_factory=list)
 
-    def sliced(self, limit: int | None, corpus_size: int | None = None) -> "BeirDataset":
+    def sliced(self, limit: int | None, corpus_size: int | None = None) -> BeirDataset:
         """The first `limit` judged queries, and a corpus cut to `corpus_size` documents that always keeps
         every document judged for those queries (the rest are distractors, in corpus order)."""
         if limit is None and corpus_size is None:

@@ -171,11 +171,12 @@ def run(options: RunOptions, *, backend: str = "settings", judge: str | None = N
             pool = items + [it for it in everything if it.pmid not in chosen][: max(0, size - len(items))]
         corpus = [article(it.pmid, "", [*zip(it.labels, it.contexts), ("CONCLUSIONS", it.long_answer)]) for it in pool]
     llm = build_llm(options.settings, backend)
+    generating = llm.capabilities.generation
     judge_spec = judge if judge is not None else backend
     judge_llm = None
-    if llm is not None and judge_spec == backend:
+    if generating and judge_spec == backend:
         judge_llm = llm
-    elif judge_spec != "none":
+    elif judge_spec != "none" and judge_spec != backend:
         judge_llm = build_llm(options.settings, judge_spec)
     results: dict[str, Any] = {"backend": describe_backend(backend, options.settings) | {"model_name": llm_name(llm)},
                                "judge": llm_name(judge_llm)}
@@ -216,8 +217,7 @@ def run(options: RunOptions, *, backend: str = "settings", judge: str | None = N
     finally:
         if judge_llm is not None and judge_llm is not llm:
             judge_llm.close()
-        if llm is not None:
-            llm.close()
+        llm.close()
     rows = []
     for name in ("answers", "digests"):
         r = results.get(name)
@@ -227,7 +227,7 @@ def run(options: RunOptions, *, backend: str = "settings", judge: str | None = N
                          r["replaced_by_quote"], r["dropped"], r["final_checks_ok"], r["final_entailed"],
                          r["final_verbatim_quotes"]])
     notes = [f"corpus: {len(corpus)} PubMedQA abstracts (with conclusions, real PMIDs); questions: {len(items)}"]
-    if llm is None:
+    if not generating:
         notes.append("backend none: answers are extractive and overviews are quotes; nothing is generated, so the "
                      "'generated' columns are empty and entailment is not judged")
     return SuiteResult(

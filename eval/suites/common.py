@@ -20,6 +20,7 @@ from typing import Any
 from ingest.catalog import Catalog
 from ingest.records import Article
 from oncolit.settings import Settings
+from synthesis.llm.base import LLM
 
 BACKEND_SPEC_HELP = ("LLM backend spec: `none` (rules/extractive only), `settings` (the configured llm.backend and "
                      "llm.model), `llamacpp:<registry name or .gguf path>` (e.g. llamacpp:smollm2-135m), "
@@ -130,15 +131,16 @@ def parse_backend(spec: str, settings: Settings) -> tuple[str, str | None]:
     return backend, (model or None)
 
 
-def build_llm(settings: Settings, spec: str) -> Any:
-    """The LLM a backend spec names (None for `none`), with the configured options for that backend."""
+def build_llm(settings: Settings, spec: str) -> LLM:
+    """The LLM a backend spec names (`NoneLLM` for `none`: `capabilities.generation` is false), with the
+    configured options for that backend."""
     from oncolit.wiring import make_llm_from_settings
 
     backend, model = parse_backend(spec, settings)
     return make_llm_from_settings(settings, backend, model)
 
 
-def llm_name(llm: Any) -> str:
+def llm_name(llm: LLM | None) -> str:
     return "none" if llm is None else getattr(llm, "name", "llm")
 
 

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import (
     Connection,
     Engine,
@@ -37,7 +36,7 @@ from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.migrations import migrate
 from ingest.errors import CatalogError, RecordNotFound
-from ingest.records import Article
+from ingest.records import Article, Trial
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
 
@@ -54,13 +53,12 @@ def decompress(blob: bytes) -> bytes:
     return zlib.decompress(blob)
 
 
-def model_from_fields(fields: dict[str, Any]) -> BaseModel:
+def model_from_fields(fields: dict[str, Any]) -> Article | Trial:
     """Rebuild the typed record from stored fields (the `kind` field says which model)."""
     kind = fields.get("kind")
     if kind == "article":
         return Article.model_validate(fields)
     if kind == "trial":
-        from ingest.records.trial import Trial
         return Trial.model_validate(fields)
     raise CatalogError(f"stored record has unknown kind {kind!r}")
 
@@ -85,7 +83,7 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -124,7 +122,10 @@ class Catalog:
             result = conn.execute(insert(t.ingest_runs).values(
                 source=source, mode=mode, search_name=search_name, started_at=_now(), status="running",
                 counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None))
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            if key is None:
+                raise CatalogError("the database gave the new ingest run no id")
+            return int(key[0])
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -223,7 +224,7 @@ class Catalog:
         return {"trials": sorted(trials), "publications": sorted(publications),
                 "retraction_notices": sorted(retractions), "links": related}
 
-    def get_record(self, record_id: str, version: int | None = None) -> BaseModel:
+    def get_record(self, record_id: str, version: int | None = None) -> Article | Trial:
         """The typed record (current version unless `version` is given)."""
         with self.engine.connect() as conn:
             if version is None:
@@ -270,7 +271,7 @@ class Catalog:
             rows = conn.execute(select(t.records.c.source, t.records.c.state, t.records.c.retracted,
                                        func.count()).group_by(t.records.c.source, t.records.c.state,
                                                               t.records.c.retracted)).all()
-            versions = dict(conn.execute(select(t.records.c.source, func.count()).select_from(
+            versions: dict[str, int] = dict(conn.execute(select(t.records.c.source, func.count()).select_from(
                 t.record_versions.join(t.records, t.records.c.id == t.record_versions.c.record_id))
                 .group_by(t.records.c.source)).all())
             links = conn.execute(select(func.count()).select_from(t.record_links)).scalar_one()
@@ -302,7 +303,7 @@ class Catalog:
                 "links": [tuple(link) for link in links]}
 
     def iter_records(self, ids: Iterable[str] | None = None, *, active_only: bool = True,
-                     source: str | None = None) -> Iterator[tuple[dict[str, Any], BaseModel]]:
+                     source: str | None = None) -> Iterator[tuple[dict[str, Any], Article | Trial]]:
         """(row, typed record) for current versions — the read path for index, synthesis, eval."""
         query = (select(t.records, t.record_versions.c.fields)
                  .join(t.record_versions, and_(t.record_versions.c.record_id == t.records.c.id,
@@ -401,9 +402,10 @@ class _Plan:
             return self.pending_fields[rid]
         if row is None or row.current_version == 0:
             return None
-        return self.conn.execute(select(t.record_versions.c.fields).where(and_(
+        fields: dict[str, Any] = self.conn.execute(select(t.record_versions.c.fields).where(and_(
             t.record_versions.c.record_id == rid,
             t.record_versions.c.version == row.current_version))).scalar_one()
+        return fields
 
     def _delete(self, rid: str, row: Any) -> str:
         if row is not None and row.state == "deleted":

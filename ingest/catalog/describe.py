@@ -67,7 +67,7 @@ def _describe_trial(t: Any) -> Described:
 
 
 def _unique(links: list[Link]) -> list[Link]:
-    return list({(l.dst, l.kind): l for l in links}.values())
+    return list({(link.dst, link.kind): link for link in links}.values())
 
 
 def changes_between(old: dict[str, Any] | None, new: BaseModel) -> list[dict[str, Any]]:

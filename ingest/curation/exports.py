@@ -112,7 +112,7 @@ def _ris_lines(record: BaseModel, extra: dict[str, Any]) -> list[tuple[str, str]
         add("LA", "; ".join(a.languages))  # type: ignore[attr-defined]  # one LA per record in RIS
         add("M3", "; ".join(a.publication_types))  # type: ignore[attr-defined]
     add("UR", url_of(record))
-    add("ID", getattr(record, "record_id"))
+    add("ID", record.record_id)
     for tag in extra.get("tags", []):
         add("KW", f"oncolit:{tag}")
     for note in extra.get("notes", []):
@@ -125,7 +125,7 @@ def to_ris(records: Iterable[BaseModel], extras: dict[str, dict[str, Any]] | Non
     """RIS with CRLF line ends (what EndNote writes; Zotero and rispy read it too)."""
     out = []
     for record in records:
-        for tag, value in _ris_lines(record, (extras or {}).get(getattr(record, "record_id"), {})):
+        for tag, value in _ris_lines(record, (extras or {}).get(record.record_id, {})):
             out.append(f"{tag}  - {value}".rstrip() if tag == "ER" else f"{tag}  - {value}")
         out.append("")
     return "\r\n".join(out)
@@ -223,7 +223,7 @@ def to_medline(records: Iterable[BaseModel], extras: dict[str, dict[str, Any]] |
     out: list[str] = []
     skipped: list[str] = []
     for record in records:
-        rid = getattr(record, "record_id")
+        rid = record.record_id
         if getattr(record, "kind", "") != "article":
             skipped.append(rid)
             continue
@@ -250,7 +250,7 @@ def _cell(value: Any) -> str:
 
 def csv_row(record: BaseModel, extra: dict[str, Any]) -> dict[str, str]:
     kind = getattr(record, "kind", "")
-    row: dict[str, Any] = {"record_id": getattr(record, "record_id"), "type": kind, "url": url_of(record),
+    row: dict[str, Any] = {"record_id": record.record_id, "type": kind, "url": url_of(record),
                            "decision": extra.get("decision", ""), "tags": "; ".join(extra.get("tags", [])),
                            "pinned_topics": "; ".join(extra.get("topics", []))}
     if kind == "trial":
@@ -280,7 +280,7 @@ def to_csv(records: Iterable[BaseModel], extras: dict[str, dict[str, Any]] | Non
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for record in records:
-        writer.writerow(csv_row(record, (extras or {}).get(getattr(record, "record_id"), {})))
+        writer.writerow(csv_row(record, (extras or {}).get(record.record_id, {})))
     return buf.getvalue()
 
 

@@ -48,7 +48,7 @@ class RelevanceModel:
     log_unseen: dict[str, float]
 
     @classmethod
-    def train(cls, examples: Iterable[tuple[list[str], bool]]) -> "RelevanceModel | None":
+    def train(cls, examples: Iterable[tuple[list[str], bool]]) -> RelevanceModel | None:
         counts = {"approved": Counter[str](), "excluded": Counter[str]()}
         docs = Counter[str]()
         for words, approved in examples:

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ingest.errors import OncoLitError
+from ingest.errors import CurationError as CurationError  # re-exported: ingest.curation.CurationError
+from ingest.errors import PermissionDenied as PermissionDenied  # re-exported: ingest.curation.PermissionDenied
 
 Action = Literal["include", "exclude"]
 FIELDS: dict[str, str] = {
@@ -43,14 +44,6 @@ TRIAL_FIELDS = frozenset({"mesh", "keyword", "phrase", "record_id", "trial_statu
 ISSN_RE = re.compile(r"^\d{4}-?\d{3}[\dXx]$")
 PMID_RE = re.compile(r"^(?:pubmed:|pmid:?\s*)?(\d{1,9})$", re.IGNORECASE)
 NCT_RE = re.compile(r"^(?:ctgov:)?(nct\d{8})$", re.IGNORECASE)
-
-
-class CurationError(OncoLitError):
-    """A curation request that cannot be carried out as asked (the message says why)."""
-
-
-class PermissionDenied(CurationError):
-    """The acting user lacks the role the change needs."""
 
 
 def normalise_record_id(value: str) -> str:
@@ -168,7 +161,7 @@ class Rule:
     active: bool = True
 
     @classmethod
-    def from_row(cls, row: Any) -> "Rule":
+    def from_row(cls, row: Any) -> Rule:
         m = row._mapping if hasattr(row, "_mapping") else row
         return cls(m["id"], m["action"], m["field"], m["value"], m["reason"], m["author"], bool(m["active"]))
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -44,12 +43,13 @@ from ingest.curation.rules import (
     rules_verdict,
 )
 from ingest.errors import RecordNotFound
+from ingest.records import Article, Trial
 from ingest.source import Query, Source, Window
 
 log = logging.getLogger(__name__)
 
 # (record) -> (evidence level code, rank: 1 = strongest) or None; the app passes synthesis.grading's.
-EvidenceFn = Callable[[BaseModel], "tuple[str, int] | None"]
+EvidenceFn = Callable[[Article | Trial], "tuple[str, int] | None"]
 DECISIONS = ("approved", "excluded", "pending")
 SORTS = ("newest", "relevance", "evidence")
 SESSION_HOURS = 12

@@ -13,17 +13,20 @@ from fastapi import Request
 from pydantic import BaseModel, Field
 
 from index.store import SearchFilter
-from oncolit.api_routes.resources import Resources
+from oncolit.resources import Resources
 
 T = TypeVar("T")
 
 
 def resources(request: Request) -> Resources:
-    return request.app.state.resources
+    """The app's resources, built at startup (`oncolit.api.create_app`)."""
+    res: Resources = request.app.state.resources
+    return res
 
 
 def worker(request: Request) -> ThreadPoolExecutor:
-    return request.app.state.worker
+    pool: ThreadPoolExecutor = request.app.state.worker
+    return pool
 
 
 async def in_worker(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

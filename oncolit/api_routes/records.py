@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from oncolit.api_routes.deps import in_worker, resources
-from oncolit.cli.records_cmd import normalise_id
+from oncolit.ids import normalise_id
 
 router = APIRouter(tags=["records"])
 

@@ -7,8 +7,7 @@ from typing import Any
 import typer
 
 from oncolit.api_routes.deps import Filters
-from oncolit.api_routes.resources import open_resources
-from oncolit.cli.common import JsonOpt, emit, get_settings, parse_day
+from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_day
 from synthesis.answer import answer
 from synthesis.llm import BACKENDS
 
@@ -40,12 +39,9 @@ def ask(
         raise typer.BadParameter("--type is article or trial")
     filters = Filters(since=parse_day(since, "--since"), until=parse_day(until, "--until"), type=type_,
                       design=design).search_filter()
-    from oncolit.wiring import make_answer_model, make_findings_models
-
-    settings = get_settings()
-    with open_resources(settings, backend=backend, model=model) as res:
+    with cli_resources(backend=backend, model=model) as res:
         result = answer(question, res.searcher, res.catalog, res.llm, filters=filters, limit=limit,
-                        models=make_findings_models(settings), answerer=make_answer_model(settings))
+                        models=res.findings_models, answerer=res.answer_model)
     data = result.as_dict()
     emit(data, as_json, _text(data))
 

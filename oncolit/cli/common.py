@@ -1,4 +1,5 @@
-"""What every command needs: settings, the catalog, output in text or JSON, progress bars."""
+"""What every command needs: settings, the shared resources (catalog, curation, index, LLM), output in
+text or JSON, progress bars."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingest.catalog import Catalog
+from oncolit.resources import Resources, open_resources
 from oncolit.settings import Settings
 
 console = Console(stderr=True)
@@ -27,14 +29,19 @@ def get_settings() -> Settings:
 
 
 @contextmanager
+def cli_resources(*, backend: str | None = None, model: str | None = None,
+                  extractive_if_missing: bool = True) -> Iterator[Resources]:
+    """The command's `Resources` from the settings; each is built when first used, all closed at the end."""
+    with open_resources(get_settings(), backend=backend, model=model,
+                        extractive_if_missing=extractive_if_missing) as res:
+        yield res
+
+
+@contextmanager
 def open_catalog() -> Iterator[Catalog]:
-    settings = get_settings()
-    settings.ensure_data_dir()
-    catalog = Catalog(settings.resolved_catalog_url)
-    try:
-        yield catalog
-    finally:
-        catalog.close()
+    """Just the catalog (the `Resources` of a command that needs nothing else)."""
+    with cli_resources() as res:
+        yield res.catalog
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:

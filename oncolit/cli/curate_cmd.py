@@ -19,7 +19,7 @@ import typer
 
 from ingest.curation import FIELDS, Curation, CurationError
 from ingest.source import Query, Window
-from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day
+from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_day
 
 app = typer.Typer(help="Curation: sources, rules, decisions, the review queue, audit, users and keys.",
                   no_args_is_help=True)
@@ -48,9 +48,8 @@ def actor(name: str | None) -> str:
 
 @contextmanager
 def curation() -> Iterator[Curation]:
-    from oncolit.web.deps import grading_evidence
-    with open_catalog() as catalog:
-        yield Curation(catalog, evidence=grading_evidence)
+    with cli_resources() as res:
+        yield res.curation
 
 
 def _params(values: list[str]) -> dict[str, str]:

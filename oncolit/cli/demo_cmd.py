@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from ingest.errors import OncoLitError
-from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog
+from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, open_catalog
 from oncolit.wiring import open_source
 from synthesis.digest import Topic
 
@@ -43,8 +43,8 @@ def demo(
 ) -> None:
     """Run the main job (ingest -> ...) against the recorded data through the local replay server."""
     from ingest.ctgov_json import iter_ctgov_path
-    from ingest.pubmed_xml import iter_pubmed_file
     from ingest.pipeline import run_files, run_search
+    from ingest.pubmed_xml import iter_pubmed_file
     from ingest.replay import ReplayServer
 
     pubmed_dir, ctgov_dir = shared / "pubmed" / "constructed", shared / "ctgov" / "real"
@@ -80,30 +80,25 @@ def demo(
         report["catalog"] = catalog.stats()
     # Follow-on steps of the daily chain (outside the replay: they work from the catalog alone).
     from oncolit.cli.index_cmd import run_sync
-    from oncolit.wiring import open_index
-
-    synced = run_sync()
-    report["steps"].append({"step": "index sync", **synced})
-    with open_index(settings) as handle:
-        hits = handle.searcher().search(DEMO_QUESTION, limit=3)
-    report["search"] = {"query": DEMO_QUESTION, "results": [h.as_dict() for h in hits]}
-
-    # The end of the chain: a digest for a demo subscriber (written as files, not sent) ...
-    from oncolit.api_routes.resources import llm_or_extractive, open_resources
     from oncolit.delivery.run import run_digests
     from oncolit.delivery.subscribers import add_subscriber, list_subscribers
     from synthesis.answer import answer
 
-    out_dir = settings.data_dir / "demo-digests"
-    with open_catalog() as catalog:
+    synced = run_sync()
+    report["steps"].append({"step": "index sync", **synced})
+    # One set of resources for the rest: the index and the model are opened once.
+    with cli_resources() as res:
+        hits = res.index.searcher().search(DEMO_QUESTION, limit=3)
+        report["search"] = {"query": DEMO_QUESTION, "results": [h.as_dict() for h in hits]}
+        # The end of the chain: a digest for a demo subscriber (written as files, not sent) ...
+        out_dir = settings.data_dir / "demo-digests"
+        catalog = res.catalog
         if not any(sub.email == DEMO_SUBSCRIBER for sub in list_subscribers(catalog)):
             add_subscriber(catalog, DEMO_SUBSCRIBER, DEMO_TOPICS, name="Demo Oncologist", min_level=None)
         subscriber = next(sub for sub in list_subscribers(catalog) if sub.email == DEMO_SUBSCRIBER)
-        digest = run_digests(settings, catalog, subscribers=[subscriber], day=DEMO_UNTIL, dry_run=True,
-                             out_dir=out_dir, llm=llm_or_extractive(settings))
-    report["digest"] = digest
-    # ... and one question answered with verified citations.
-    with open_resources(settings) as res:
+        report["digest"] = run_digests(settings, catalog, subscribers=[subscriber], day=DEMO_UNTIL, dry_run=True,
+                                       out_dir=out_dir, resources=res)
+        # ... and one question answered with verified citations.
         report["answer"] = answer(DEMO_ASK, res.searcher, res.catalog, res.llm).as_dict()
     text = "\n".join(
         f"{s['step']}: {json.dumps(s['counts'])} window {s['window']}" if "counts" in s else

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from ingest.errors import ConfigError
-from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day
+from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, open_catalog, parse_day
 from oncolit.delivery import sendlog
 from oncolit.delivery.run import run_digests
 from oncolit.delivery.subscribers import (
@@ -129,9 +129,10 @@ def digest(
         raise typer.BadParameter("--dry-run needs --out DIR to write the .eml files to")
     day = parse_day(date, "--date")
     settings = get_settings()
-    with open_catalog() as catalog:
-        subs = [get_subscriber(catalog, subscriber)] if subscriber else None
-        report = run_digests(settings, catalog, subscribers=subs, day=day, force=True, dry_run=dry_run, out_dir=out)
+    with cli_resources() as res:
+        subs = [get_subscriber(res.catalog, subscriber)] if subscriber else None
+        report = run_digests(settings, res.catalog, subscribers=subs, day=day, force=True, dry_run=dry_run,
+                             out_dir=out, resources=res)
     written = [{"subscriber": r["subscriber"], "period": r["period"], "eml": r["files"].get("eml"),
                 "files": r["files"], "status": r["status"], "message_id": r["message_id"], "items": r["items"],
                 "alerts": r["alerts"], "replaced": r["replaced"], "dropped": r["dropped"], "cited": r["cited"],

@@ -11,7 +11,21 @@ from pydantic import ValidationError
 from eval import cli as eval_cli
 from ingest.errors import OncoLitError
 from oncolit import logs
-from oncolit.cli import ask_cmd, curate_cmd, demo_cmd, digest_cmd, finetune_cmd, index_cmd, ingest_cmd, models_cmd, synthesis_cmd, records_cmd, replay_cmd, schedule_cmd, searches_cmd
+from oncolit.cli import (
+    ask_cmd,
+    curate_cmd,
+    demo_cmd,
+    digest_cmd,
+    finetune_cmd,
+    index_cmd,
+    ingest_cmd,
+    models_cmd,
+    records_cmd,
+    replay_cmd,
+    schedule_cmd,
+    searches_cmd,
+    synthesis_cmd,
+)
 from oncolit.cli.common import get_settings
 
 app = typer.Typer(help="OncoLit: a living, searchable, cited oncology evidence base.",

@@ -7,21 +7,9 @@ from typing import Any
 import typer
 
 from oncolit.cli.common import JsonOpt, emit, open_catalog
+from oncolit.ids import normalise_id
 
 app = typer.Typer(help="Inspect catalog records.", no_args_is_help=True)
-
-
-def normalise_id(record_id: str) -> str:
-    """Accept `pubmed:123`, `PMID:123`, bare PMIDs and bare NCT ids."""
-    rid = record_id.strip()
-    if rid.isdigit():
-        return f"pubmed:{rid}"
-    if rid.upper().startswith("NCT"):
-        return f"ctgov:{rid.upper()}"
-    if rid.upper().startswith("PMID:"):
-        return f"pubmed:{rid[5:]}"
-    prefix, _, rest = rid.partition(":")
-    return f"{prefix.lower()}:{rest.upper() if prefix.lower() == 'ctgov' else rest}"
 
 
 @app.command("show")

@@ -14,9 +14,8 @@ from typing import Any
 import typer
 
 from ingest.catalog import Catalog
-from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
-from oncolit.cli.records_cmd import normalise_id
-from oncolit.wiring import make_findings_models, make_llm_or_rules
+from oncolit.cli.common import JsonOpt, cli_resources, emit, parse_day, progress_bar
+from oncolit.ids import normalise_id
 from synthesis import store
 from synthesis.extract import DEFAULT_MAX_TOKENS, REGISTRY, TRIAL_ID, ExtractionResult, article_cache_key
 from synthesis.extract import as_json as findings_json
@@ -57,29 +56,19 @@ def extract(
       oncolit extract pubmed:22663011 --json --model smollm2-135m
       oncolit extract --since 2026-11-01 --limit 200
     """
-    settings = get_settings()
     day = parse_day(since, "--since")
-    llm = make_llm_or_rules(settings, backend, model, say=_note)
-    models = make_findings_models(settings)
-    try:
-        with open_catalog() as catalog:
-            if ids:
-                results = _by_ids(catalog, [normalise_id(i) for i in ids], llm, force, max_tokens, models)
-                _emit_results(results, as_json)
-            else:
-                summary = _run(catalog, llm, day, limit, batch_size, force, max_tokens, models)
-                emit(summary, as_json, _summary_text(summary))
-    finally:
-        if llm is not None:
-            llm.close()
+    with cli_resources(backend=backend, model=model, extractive_if_missing=True) as res:
+        llm = res.llm  # first: a model that cannot load fails before the catalog is touched
+        models = res.findings_models
+        if ids:
+            results = _by_ids(res.catalog, [normalise_id(i) for i in ids], llm, force, max_tokens, models)
+            _emit_results(results, as_json)
+        else:
+            summary = _run(res.catalog, llm, day, limit, batch_size, force, max_tokens, models)
+            emit(summary, as_json, _summary_text(summary))
 
 
-def _note(message: str) -> None:
-    """A one-time notice on stderr (stdout stays clean for --json)."""
-    typer.echo(f"note: {message}", err=True)
-
-
-def _by_ids(catalog: Catalog, ids: list[str], llm: LLM | None, force: bool,
+def _by_ids(catalog: Catalog, ids: list[str], llm: LLM, force: bool,
             max_tokens: int, models: Any = None) -> list[tuple[ExtractionResult, Grade]]:
     out = []
     with progress_bar("extracting", total=len(ids)) as bar:
@@ -89,7 +78,7 @@ def _by_ids(catalog: Catalog, ids: list[str], llm: LLM | None, force: bool,
     return out
 
 
-def _run(catalog: Catalog, llm: LLM | None, since: dt.date | None, limit: int | None, batch_size: int, force: bool,
+def _run(catalog: Catalog, llm: LLM, since: dt.date | None, limit: int | None, batch_size: int, force: bool,
          max_tokens: int, models: Any = None) -> dict[str, Any]:
     """The batch run: records lacking a result for this model and prompt, in batches."""
     started = time.perf_counter()
@@ -178,14 +167,9 @@ def grade(
       oncolit grade pubmed:22663011 --backend none
       oncolit grade NCT02576665 --json
     """
-    settings = get_settings()
-    llm = make_llm_or_rules(settings, backend, model, say=_note)
-    try:
-        with open_catalog() as catalog:
-            result, graded = store.extract_cached(catalog, normalise_id(record_id), llm,
-                                                  models=make_findings_models(settings))
-    finally:
-        if llm is not None:
-            llm.close()
+    with cli_resources(backend=backend, model=model, extractive_if_missing=True) as res:
+        llm = res.llm  # first: a model that cannot load fails before the catalog is touched
+        result, graded = store.extract_cached(res.catalog, normalise_id(record_id), llm,
+                                              models=res.findings_models)
     data = {**graded.model_dump(mode="json"), "extraction": result.findings.extraction.model_dump(mode="json")}
     emit(data, as_json, explain(graded))

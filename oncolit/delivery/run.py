@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ingest.catalog import Catalog
-from ingest.curation import Curation, without_excluded
+from ingest.curation import without_excluded
 from ingest.lock import LockBusy, ProcessLock
 from oncolit.delivery import render, sendlog
 from oncolit.delivery.settings import DigestSettings, SmtpSettings, delivery_settings, sender_domain
 from oncolit.delivery.smtp import DeliveryError, send
 from oncolit.delivery.subscribers import Period, Subscriber, current_period, list_subscribers, period_for
-from oncolit.wiring import make_findings_models
+from oncolit.resources import Resources, open_resources
 from synthesis.digest import (
     Candidate,
     DigestConfig,
@@ -35,6 +35,8 @@ from synthesis.digest import (
     candidates,
     window_after,
 )
+from synthesis.llm import LLM
+from synthesis.llm.none_backend import NoneLLM
 
 log = logging.getLogger(__name__)
 _DEFAULT: Any = object()
@@ -60,40 +62,38 @@ class Result:
         return asdict(self)
 
 
-class _Resources:
-    """The LLM and the index, opened once per run and only if a digest is actually built."""
+class _RunResources:
+    """What digests draw on besides the catalog, from the run's `Resources`: the curation policy, the LLM
+    and the index, the last two loaded only if a digest is actually built, once per run."""
 
-    def __init__(self, settings: Any, stack: ExitStack, llm: Any, scorer: Any):
-        self.settings, self.stack = settings, stack
-        self._llm, self._scorer = llm, scorer
+    def __init__(self, settings: Any, resources: Resources, llm: Any, scorer: Any):
+        self.settings, self.resources = settings, resources
+        self._llm: LLM | None = llm
+        self._scorer: SemanticScorer | None = scorer
         self.pools: dict[tuple[Any, Any], list[Candidate]] = {}
 
-    def llm(self) -> Any:
+    def llm(self) -> LLM | None:
         if self._llm is _DEFAULT:
-            self._llm = open_llm(self.settings, self.stack)
+            self._llm = overview_llm(self.settings, self.resources)
         return self._llm
 
     def scorer(self) -> SemanticScorer | None:
         if self._scorer is _DEFAULT:
-            self._scorer = open_scorer(self.settings, self.stack)
+            self._scorer = index_scorer(self.settings, self.resources)
         return self._scorer
 
 
-def open_llm(settings: Any, stack: ExitStack) -> Any:
-    """The configured LLM for overviews, or None (overviews are then extractive quotes)."""
+def overview_llm(settings: Any, resources: Resources) -> LLM:
+    """The resources' LLM for overviews; `NoneLLM` (overviews are then extractive quotes) when overviews
+    are off or the model cannot be opened."""
     _, cfg = delivery_settings(settings)
     if not cfg.overview:
-        return None
+        return NoneLLM()
     try:
-        from oncolit.wiring import make_llm_from_settings
-
-        llm = make_llm_from_settings(settings)
+        return resources.llm
     except Exception as exc:  # a missing or broken model must not stop the digests
         log.warning("digest overviews fall back to quotes: the LLM could not be opened (%s)", exc)
-        return None
-    if llm is not None:
-        stack.callback(llm.close)
-    return llm
+        return NoneLLM()
 
 
 def _index_synced(settings: Any) -> bool:
@@ -102,15 +102,13 @@ def _index_synced(settings: Any) -> bool:
     return any((settings.data_dir / "index-state").glob("*.json"))
 
 
-def open_scorer(settings: Any, stack: ExitStack) -> SemanticScorer | None:
-    """Dense similarity from the index when it was synced and opens; else None (keywords only)."""
+def index_scorer(settings: Any, resources: Resources) -> SemanticScorer | None:
+    """Dense similarity from the resources' index when it was synced and opens; else None (keywords only)."""
     _, cfg = delivery_settings(settings)
     if not cfg.use_index or not _index_synced(settings):
         return None
     try:
-        from oncolit.wiring import open_index
-
-        handle = stack.enter_context(open_index(settings))
+        handle = resources.index
     except Exception as exc:
         log.warning("digest relevance uses keywords only: the index could not be opened (%s)", exc)
         return None
@@ -124,13 +122,13 @@ def _config(cfg: DigestSettings) -> DigestConfig:
 
 
 def build(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now: dt.datetime,
-          resources: _Resources) -> tuple[dict[str, Any], bytes]:
+          resources: _RunResources) -> tuple[dict[str, Any], bytes]:
     """The digest document and message for one subscriber and period (nothing stored)."""
     smtp_cfg, cfg = delivery_settings(settings)
     previous = sendlog.previous_digest(catalog, sub.id, period.key)
     window = window_after(catalog, previous.to_time if previous else None, cfg.first_lookback_days)
     key = (window.from_time, window.to_time)
-    curation = Curation(catalog)
+    curation = resources.resources.curation
     if key not in resources.pools:  # librarians' exclusions: excluded records never reach a digest
         resources.pools[key] = without_excluded(curation, candidates(catalog, window))
     pool = resources.pools[key]
@@ -138,7 +136,7 @@ def build(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now:
                            alert_ids=sendlog.alert_candidates(catalog, sub.id),
                            scorer=resources.scorer() if pool else None,
                            llm=resources.llm() if pool and cfg.overview else None, config=_config(cfg), pool=pool,
-                           pinned=curation.pins(), models=make_findings_models(settings) if pool else None)
+                           pinned=curation.pins(), models=resources.resources.findings_models if pool else None)
     domain = cfg.message_id_domain or sender_domain(smtp_cfg)
     mailto = cfg.unsubscribe_mailto or smtp_cfg.sender
     unsubscribe = render.list_unsubscribe(sub.token, url_template=cfg.unsubscribe_url, mailto=mailto)
@@ -212,7 +210,7 @@ def send_stored(smtp_cfg: SmtpSettings, cfg: DigestSettings, catalog: Catalog, s
 
 
 def deliver(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now: dt.datetime,
-            resources: _Resources, *, dry_run: bool = False, out_dir: Path | None = None) -> Result:
+            resources: _RunResources, *, dry_run: bool = False, out_dir: Path | None = None) -> Result:
     """Build (once) and send the digest of one period; with `dry_run`, only write files."""
     smtp_cfg, cfg = delivery_settings(settings)
     stored = sendlog.get_digest(catalog, sub.id, period.key)
@@ -255,12 +253,14 @@ def _parse(value: str | None) -> dt.datetime | None:
 def run_digests(settings: Any, catalog: Catalog, now: dt.datetime | None = None, *,
                 subscribers: list[Subscriber] | None = None, day: dt.date | None = None, force: bool = False,
                 dry_run: bool = False, out_dir: Path | None = None, llm: Any = _DEFAULT,
-                scorer: Any = _DEFAULT) -> dict[str, Any]:
+                scorer: Any = _DEFAULT, resources: Resources | None = None) -> dict[str, Any]:
     """Build and send what is due. The scheduler calls it with (settings, catalog[, now]).
 
     `day`: the period containing this local day instead of today's (implies `force`); `force`: build
     even before the local send hour; `dry_run`: write files to `out_dir`, send and record nothing.
     `llm` / `scorer` override the configured model and index (tests; None turns them off).
+    `resources`: the caller's (`oncolit demo` shares its model and index); by default the run opens its
+    own over `catalog`, and builds the LLM and index only if a digest is built.
     """
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
@@ -277,11 +277,13 @@ def run_digests(settings: Any, catalog: Catalog, now: dt.datetime | None = None,
     results: list[Result] = []
     try:
         with ExitStack() as stack:
-            resources = _Resources(settings, stack, llm, scorer)
+            if resources is None:
+                resources = stack.enter_context(open_resources(settings, catalog=catalog))
+            shared = _RunResources(settings, resources, llm, scorer)
             subs = subscribers if subscribers is not None else list_subscribers(catalog, active_only=True)
             for sub in subs:
                 try:
-                    results += _one(settings, catalog, sub, now, resources, day=day, force=force or day is not None,
+                    results += _one(settings, catalog, sub, now, shared, day=day, force=force or day is not None,
                                     dry_run=dry_run, out_dir=out_dir)
                 except Exception as exc:  # one subscriber's failure must not stop the others
                     log.exception("digest for %s failed", sub.email)
@@ -298,7 +300,7 @@ def run_digests(settings: Any, catalog: Catalog, now: dt.datetime | None = None,
             "dropped": sum(r.dropped for r in results if r.built), "results": [r.as_dict() for r in results]}
 
 
-def _one(settings: Any, catalog: Catalog, sub: Subscriber, now: dt.datetime, resources: _Resources, *,
+def _one(settings: Any, catalog: Catalog, sub: Subscriber, now: dt.datetime, resources: _RunResources, *,
          day: dt.date | None, force: bool, dry_run: bool, out_dir: Path | None) -> list[Result]:
     smtp_cfg, cfg = delivery_settings(settings)
     out: list[Result] = []

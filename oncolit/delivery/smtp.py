@@ -10,12 +10,8 @@ import smtplib
 import ssl
 from email.utils import parseaddr
 
-from ingest.errors import OncoLitError
+from ingest.errors import DeliveryError as DeliveryError  # re-exported: oncolit.delivery.smtp
 from oncolit.delivery.settings import SmtpSettings
-
-
-class DeliveryError(OncoLitError):
-    """The SMTP server did not accept the message (it is retried on the next run)."""
 
 
 def _tls_context(cfg: SmtpSettings) -> ssl.SSLContext:

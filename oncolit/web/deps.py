@@ -10,26 +10,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from fastapi import HTTPException, Request
 
 from ingest.catalog import Catalog
-from ingest.curation import Curation, CurationError, PermissionDenied, User
+from ingest.curation import Curation, CurationError, User
 from ingest.curation.service import EvidenceFn
 from ingest.errors import RecordNotFound
+from oncolit.http_errors import http_status
+from oncolit.resources import Resources
 from oncolit.settings import Settings
 
 SESSION_COOKIE = "oncolit_session"
 PAGES = "/librarian"
 
 
-def grading_evidence(record: Any) -> tuple[str, int] | None:
-    """Evidence level for the queue, from the rule-based grading (no model needed)."""
-    from synthesis.grading import grade
-
-    g = grade(record)
-    return g.level, g.rank
+def app_resources(request: Request) -> Resources | None:
+    """The app's shared resources (`oncolit.api.create_app` builds them at startup), if it has them."""
+    resources = getattr(request.app.state, "resources", None)
+    return resources if isinstance(resources, Resources) else None
 
 
 class WebState:
@@ -42,8 +41,8 @@ class WebState:
         self._lock = threading.Lock()
 
     def catalog(self, request: Request) -> Catalog:
-        resources = getattr(request.app.state, "resources", None)
-        if resources is not None and getattr(resources, "catalog", None) is not None:
+        resources = app_resources(request)
+        if resources is not None:
             return resources.catalog
         if self._given is not None:
             return self._given
@@ -55,8 +54,8 @@ class WebState:
             return self._own
 
     def settings_for(self, request: Request) -> Settings:
-        resources = getattr(request.app.state, "resources", None)
-        if resources is not None and getattr(resources, "settings", None) is not None:
+        resources = app_resources(request)
+        if resources is not None:
             return resources.settings
         if self.settings is None:
             self.settings = Settings()
@@ -96,7 +95,7 @@ def api_user(state: WebState, request: Request, role: str) -> User:
     found = state.curation(request).authenticate(token)
     if found is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    user = found[0]
+    user: User = found[0]
     if not user.can(role):  # type: ignore[arg-type]
         raise HTTPException(403, f"this needs a {role} key; yours is a {user.role}'s")
     return user
@@ -104,12 +103,10 @@ def api_user(state: WebState, request: Request, role: str) -> User:
 
 @contextmanager
 def http_errors() -> Iterator[None]:
-    """Curation errors as HTTP statuses: 403 not allowed, 404 no such thing, 400 anything else."""
+    """Curation errors (and unknown records) as `HTTPException`s, with the status of the one table in
+    `oncolit.http_errors`: 403 not allowed, 404 no such thing, 400 a request that cannot be carried out.
+    Other OncoLit errors reach the app's handler, which uses the same table."""
     try:
         yield
-    except PermissionDenied as exc:
-        raise HTTPException(403, str(exc)) from exc
-    except RecordNotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except CurationError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    except (CurationError, RecordNotFound) as exc:
+        raise HTTPException(http_status(exc)[0], str(exc)) from exc

@@ -18,14 +18,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ingest.curation import FIELDS, ROLES, CurationError, PermissionDenied, User
+from ingest.curation import FIELDS, ROLES, CurationError, User
 from ingest.curation.access import csrf_token
 from ingest.curation.exports import MEDIA_TYPES, url_of
 from ingest.errors import RecordNotFound, SourceError
+from oncolit.http_errors import http_status
 from oncolit.web.deps import PAGES, SESSION_COOKIE, WebState
 
 HERE = Path(__file__).resolve().parent
@@ -156,15 +157,12 @@ def build(state: WebState) -> APIRouter:
         return RedirectResponse(f"{path}{sep}{urlencode(query)}", status_code=303)
 
     def guarded(request: Request, fn: Any, on_error: Any) -> Response:
-        """Run a change; a curation error re-renders the page with the message (400/403/404)."""
+        """Run a change; a curation, lookup or source error re-renders the page with the message, at the
+        status `oncolit.http_errors` gives it (400/403/404; 502/503 when a source failed)."""
         try:
             return fn()
-        except PermissionDenied as exc:
-            return on_error(str(exc), 403)
-        except RecordNotFound as exc:
-            return on_error(str(exc), 404)
-        except (CurationError, SourceError) as exc:
-            return on_error(str(exc), 400)
+        except (CurationError, RecordNotFound, SourceError) as exc:
+            return on_error(str(exc), http_status(exc)[0])
 
     # ------------------------------------------------------------------ static, login, logout
     @router.get("/static/{name}")

@@ -14,9 +14,10 @@ from fastapi import APIRouter
 
 from ingest.catalog import Catalog
 from ingest.curation.service import EvidenceFn
+from oncolit.resources import grading_evidence
 from oncolit.settings import Settings
 from oncolit.web import curation_api, pages
-from oncolit.web.deps import WebState, grading_evidence
+from oncolit.web.deps import WebState
 
 
 def create_router(settings: Settings | None = None, *, catalog: Catalog | None = None,

@@ -108,7 +108,7 @@ class DesignModel:
         self._relative = coef - coef.mean(axis=0, keepdims=True)
 
     @classmethod
-    def load(cls, directory: Path | str = MODEL_DIR) -> "DesignModel":
+    def load(cls, directory: Path | str = MODEL_DIR) -> DesignModel:
         """Read `weights.json` from `directory` (the committed model by default)."""
         path = Path(directory) / WEIGHTS_FILE
         try:

@@ -295,7 +295,13 @@ def expected_design(record: dict[str, Any]) -> str | None:
 
 def evaluate(labels: list[str], y_true: list[str], proba: np.ndarray) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class P/R/F1, confusion matrix and RCT-vs-rest AUROC for one prediction set."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     y_pred = [labels[i] for i in proba.argmax(axis=1)]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)

@@ -21,32 +21,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "local_models.json"
+# Reading the manifest is the LLM registry's (it resolves these names); writing it is ours.
+from synthesis.llm.local_registry import MANIFEST, get_local_model, list_local_models, manifest_path, resolve_local
+
+__all__ = ["MANIFEST", "SHIPPED", "get_local_model", "install_shipped", "list_local_models", "listing",
+           "manifest_path", "register", "register_run", "resolve_local", "shipped_models"]
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,63}$")
-
-
-def manifest_path(models_dir: Path) -> Path:
-    return Path(models_dir) / MANIFEST
-
-
-def list_local_models(models_dir: Path) -> list[dict[str, Any]]:
-    """The registered fine-tuned models (empty when there is no manifest)."""
-    path = manifest_path(models_dir)
-    if not path.is_file():
-        return []
-    return list(json.loads(path.read_text(encoding="utf-8")).get("models", {}).values())
-
-
-def get_local_model(models_dir: Path, name: str) -> dict[str, Any] | None:
-    return next((m for m in list_local_models(models_dir) if m["name"] == name), None)
-
-
-def resolve_local(models_dir: Path, name: str) -> Path | None:
-    """The merged GGUF of a registered fine-tuned model, or None when `name` is not one."""
-    entry = get_local_model(models_dir, name)
-    if entry is None or not entry.get("path"):
-        return None
-    return Path(entry["path"])
 
 
 def register(models_dir: Path, name: str, *, base: str, task: str, path: Path | None = None,

@@ -5,7 +5,7 @@ swapped by settings alone: llama.cpp in-process, an OpenAI-compatible server, tr
 Capability flags let a caller choose its path *before* asking: constrained JSON when `json_schema` is true,
 otherwise parse-and-validate, and rule extractors when `generation` is false.
 
-    OncoLitError
+    OncoLitError                  (the classes live in ingest.errors, the one error tree)
     └── LLMError                  a model could not be loaded, found, verified or run
         ├── GenerationRefused     the configured backend does not generate (backend "none")
         ├── ModelNotFound         unknown registry name, model not pulled, or a path that is not a model
@@ -18,28 +18,15 @@ import json
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
-from ingest.errors import OncoLitError
+from ingest.errors import GenerationRefused, LLMError, ModelNotFound, ModelVerificationError
+
+__all__ = ["LLM", "BaseLLM", "Capabilities", "Completion", "GenerationRefused", "LLMError", "Message",
+           "ModelNotFound", "ModelVerificationError", "ScriptedLLM", "truncate_at_stop"]
 
 Message = dict[str, str]
 """A chat message: `{"role": "system" | "user" | "assistant", "content": "..."}` (the OpenAI shape)."""
-
-
-class LLMError(OncoLitError):
-    """A model could not be loaded, found, verified or run; the message says what to do."""
-
-
-class GenerationRefused(LLMError):
-    """The backend is configured not to generate; callers should fall back to extractive rules."""
-
-
-class ModelNotFound(LLMError):
-    """No such registry name, the model was never pulled, or a path does not hold a usable model."""
-
-
-class ModelVerificationError(LLMError):
-    """A model file does not match its pinned sha256 or size, so it is not trusted or kept."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +102,7 @@ class BaseLLM:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> BaseLLM:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

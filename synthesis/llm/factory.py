@@ -6,11 +6,13 @@ Backend modules are imported only when chosen, so `none` and `openai` never impo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from synthesis.llm.base import LLM, LLMError
+from synthesis.llm.local_registry import get_local_model
 from synthesis.llm.registry import DEFAULT_MODEL, REGISTRY, resolve
 
+B = TypeVar("B", bound=LLM)
 BACKENDS = ("llamacpp", "openai", "transformers", "none")
 DEFAULT_BACKEND = "llamacpp"
 
@@ -64,7 +66,6 @@ def make_llm(backend: str = DEFAULT_BACKEND, model: str | None = None, models_di
 def _fine_tuned(models_dir: Path | None, name: str) -> dict[str, Any] | None:
     if models_dir is None or name in REGISTRY:
         return None
-    from synthesis.finetune.local_models import get_local_model
     return get_local_model(models_dir, name)
 
 
@@ -74,7 +75,7 @@ def _need_dir(models_dir: Path | None, name: str) -> Path:
     return models_dir or Path.cwd()
 
 
-def _build(cls: type, *args: Any, **options: Any) -> Any:
+def _build(cls: type[B], *args: Any, **options: Any) -> B:
     """Turn a misspelt option into a one-line `LLMError` instead of a TypeError from deep inside."""
     try:
         return cls(*args, **options)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from synthesis.llm.base import LLMError, ModelNotFound, ModelVerificationError
+from synthesis.llm.local_registry import resolve_local  # a registered fine-tuned model, by name
 
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 8 * 1024 * 1024
@@ -245,7 +246,6 @@ def resolve(name_or_path: str | os.PathLike[str], models_dir: Path, *, verify_ha
     a local path is only checked to be a GGUF file — whoever gives a path vouches for it.
     """
     text = os.fspath(name_or_path)
-    from synthesis.finetune.local_models import resolve_local  # a registered fine-tuned model, by name
 
     local = None if text in REGISTRY else resolve_local(models_dir, text)
     if local is not None:
