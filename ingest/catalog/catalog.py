@@ -243,9 +243,18 @@ class Catalog:
             raise RecordNotFound(f"no stored version {version} of {record_id!r}")
         return decompress(blob)
 
-    def changed_since(self, seq: int, batch_size: int = 500) -> Iterator[list[dict[str, Any]]]:
-        """Records whose change_seq is above `seq`, in seq order, in batches (for derived stores)."""
-        last_seq, last_id = seq, ""
+    def changed_since(self, seq: int, batch_size: int = 500,
+                      after_id: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Records after a position in (change_seq, id) order, in batches (for derived stores).
+
+        Without `after_id`: records whose change_seq is above `seq`. With it: records after the pair
+        (`seq`, `after_id`), i.e. also the rest of seq `seq` — one ingest batch shares one change_seq and
+        is usually larger than a consumer's step, so a consumer that stopped mid-seq resumes exactly
+        where it stopped. A record that changes later gets a higher seq than any existing one, so it
+        is never behind a saved position.
+        """
+        last_seq, last_id = seq, "" if after_id is None else after_id
+        floor = seq if after_id is None else seq - 1
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
@@ -253,7 +262,7 @@ class Catalog:
                            t.records.c.retracted, t.records.c.change_seq)
                     .where(or_(t.records.c.change_seq > last_seq,
                                and_(t.records.c.change_seq == last_seq, t.records.c.id > last_id)))
-                    .where(t.records.c.change_seq > seq)
+                    .where(t.records.c.change_seq > floor)
                     .order_by(t.records.c.change_seq, t.records.c.id).limit(batch_size)).all()
             if not rows:
                 return

@@ -18,6 +18,21 @@ from ingest.catalog import Catalog
 from oncolit.settings import Settings
 
 console = Console(stderr=True)
+
+# Exit codes (README, "Exit codes"): what a script or scheduler may branch on.
+EXIT_OK = 0
+EXIT_FAILED = 1  # nothing (more) was done; `error: ...` on stderr says why and what to do
+EXIT_USAGE = 2  # a bad option or argument (click's own code)
+EXIT_PARTIAL = 3  # some work was committed and some was not; stderr and --json say which
+EXIT_MISMATCH = 4  # `index verify` found the index and the catalog disagree (run it with --repair)
+
+
+def exit_with(code: int, message: str) -> None:
+    """End a command that did part of its work: one line on stderr (after the normal output on
+    stdout, so --json stays parseable), then the exit code."""
+    if code != EXIT_OK:
+        sys.stderr.write(f"{message}\n")
+        raise typer.Exit(code)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
