@@ -6,6 +6,7 @@
     │   ├── SourceUnavailable    retries exhausted on 429 / 5xx / timeouts / connection errors
     │   ├── SourceRequestError   the source refused the request (4xx other than 429): fix the query
     │   └── MalformedPayload     a response or file could not be read safely (bad/truncated/hostile XML or JSON)
+    │       └── InvalidRecord    one record in it is impossible (a year 0 date, ...): quarantined, not fatal
     ├── CatalogError             the catalog database refused an operation
     └── RecordNotFound           no record with that id in the catalog
 
@@ -37,6 +38,11 @@ class SourceRequestError(SourceError):
 
 class MalformedPayload(SourceError):
     pass
+
+
+class InvalidRecord(MalformedPayload):
+    """One record's content cannot be stored (a date that is no calendar day, ...). The catalog keeps
+    such a record raw in its quarantine, with this message, and ingests the rest of the batch."""
 
 
 class CatalogError(OncoLitError):

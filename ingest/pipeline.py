@@ -4,6 +4,13 @@ The order of effects is the whole point: each batch commits atomically, and a sa
 watermark moves only after every batch of its window has committed. A run that dies anywhere
 leaves the watermark where it was, and the next run redoes the window; upserts are idempotent,
 so redoing costs time, never correctness.
+
+A record the catalog cannot store (a poison record: a year 0 date) does not fail its batch: it is
+quarantined raw with its error, the run ends `partial` and lists it, and the watermark still moves,
+because the record is kept and retried at the start of every later run of its source
+(`ingest.quarantine`), while holding the watermark would only fetch the same bad bytes again.
+Records the source listed but never delivered are different: nothing of them is kept, so they
+hold the watermark.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.catalog import Catalog
+from ingest.catalog import Catalog, Quarantined
 from ingest.curation import evaluate_batch
 from ingest.errors import OncoLitError
+from ingest.quarantine import RetryOutcome, retry_quarantine
 
 
 class IngestInterrupted(OncoLitError):
@@ -47,6 +55,8 @@ class RunSummary:
     files: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # ids the source listed but never delivered
     error: str | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)  # poison records of this run, kept raw
+    quarantine_retry: RetryOutcome = field(default_factory=RetryOutcome)  # earlier poison, offered again
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -130,13 +140,18 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
              progress: ProgressFn | None, should_stop: Callable[[], bool] | None = None) -> None:
     started = time.perf_counter()
     try:
+        summary.quarantine_retry = retry_quarantine(catalog, summary.source, summary.run_id)
+        if summary.quarantine_retry.recovered:
+            evaluate_batch(catalog, summary.quarantine_retry.recovered)
         for batch in batches:
             if should_stop is not None and should_stop():
                 raise IngestInterrupted(f"stopped on request after {summary.batches} committed batches; "
                                         "the next run redoes the rest of the window")
-            counts = catalog.ingest_batch(batch.items, summary.run_id)
+            outcome = catalog.ingest(batch.items, summary.run_id)
+            counts = outcome.counts
             evaluate_batch(catalog, batch.items)  # librarians' include/exclude rules, at ingest time
             summary.counts.update(counts)
+            _note_quarantined(summary, outcome.quarantined)
             summary.missing.extend(batch.info.get("missing") or [])
             summary.batches += 1
             log.info("batch committed", extra={"run_id": summary.run_id, "items": len(batch.items),
@@ -153,8 +168,21 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
         summary.status, summary.error = "interrupted", repr(exc)
         catalog.finish_run(summary.run_id, "interrupted", summary.counts, repr(exc))
         raise
-    summary.status = "partial" if summary.missing else "ok"
+    summary.status = "partial" if summary.missing or summary.quarantined else "ok"
     summary.seconds = time.perf_counter() - started
-    catalog.finish_run(summary.run_id, summary.status, summary.counts,
-                       f"{len(summary.missing)} listed records never arrived: {', '.join(summary.missing[:20])}"
-                       if summary.missing else None)
+    problems = []
+    if summary.missing:
+        problems.append(f"{len(summary.missing)} listed records never arrived: {', '.join(summary.missing[:20])}")
+    if summary.quarantined:
+        problems.append(f"{len(summary.quarantined)} records quarantined: "
+                        + "; ".join(f"{q.record_id} ({q.error})" for q in summary.quarantined[:20]))
+    catalog.finish_run(summary.run_id, summary.status, summary.counts, " | ".join(problems) or None)
+
+
+def _note_quarantined(summary: RunSummary, quarantined: list[Quarantined]) -> None:
+    """Add a batch's poison records to the run, once each (a record may come in several batches)."""
+    if quarantined:
+        for q in quarantined:
+            log.warning("record quarantined: %s", q.error, extra={"record_id": q.record_id, "run_id": summary.run_id})
+        seen = {q.record_id for q in quarantined}
+        summary.quarantined = [q for q in summary.quarantined if q.record_id not in seen] + quarantined

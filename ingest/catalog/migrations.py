@@ -34,11 +34,17 @@ def m003_digests(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def m005_quarantine(conn: Connection) -> None:
+    """Poison records kept raw with their error instead of failing their batch (issue 18)."""
+    schema.quarantine.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_extractions", m002_extractions),
     ("m003_digests", m003_digests),
     ("m004_curation", m004_curation),
+    ("m005_quarantine", m005_quarantine),
 ]
 
 
