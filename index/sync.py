@@ -62,6 +62,7 @@ class SyncReport:
     chunks_embedded: int = 0
     embed_cache_hits: int = 0
     cursor_after_id: str = ""
+    stopped: bool = False  # a stop was requested before the catalog was caught up (the rest waits)
     seconds: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,6 +122,7 @@ def sync(catalog: Catalog, handle: Any, *, batch_size: int = 256, annotate: Anno
                         cursor_after_id=cursor.record_id)
     for rows in catalog.changed_since(cursor.seq, batch_size=batch_size, after_id=cursor.record_id):
         if should_stop is not None and should_stop():
+            report.stopped = True
             break
         sync_rows(catalog, handle, rows, report, annotate, is_excluded)
         cursor = SyncCursor(rows[-1]["change_seq"], rows[-1]["id"])

@@ -8,9 +8,11 @@
     │   └── MalformedPayload     a response or file could not be read safely (bad/truncated/hostile XML or JSON)
     │       └── InvalidRecord    one record in it is impossible (a year 0 date, ...): quarantined, not fatal
     ├── CatalogError             the catalog database refused an operation
-    └── RecordNotFound           no record with that id in the catalog
+    ├── RecordNotFound           no record with that id in the catalog
+    └── PartialRun               a run failed after part of its work was committed (exit code 3)
 
-The CLI prints `error: <message>` for these and exits non-zero; ONCOLIT_DEBUG=1 re-raises.
+The CLI prints `error: <message>` for these and exits with the error's `exit_code` (1, or 3 for
+work left half done); ONCOLIT_DEBUG=1 re-raises.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 class OncoLitError(Exception):
     """Base for errors a user can act on; the message says what to do."""
+
+    exit_code = 1
 
 
 class ConfigError(OncoLitError):
@@ -51,3 +55,11 @@ class CatalogError(OncoLitError):
 
 class RecordNotFound(OncoLitError):
     pass
+
+
+class PartialRun(OncoLitError):
+    """Something failed after some of the work was committed: what is committed stays (each batch
+    is whole), the rest did not happen, and the message says which is which. Distinct exit code 3,
+    so a script can tell "nothing happened" (1) from "rerun to finish" (3)."""
+
+    exit_code = 3

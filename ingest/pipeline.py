@@ -26,17 +26,29 @@ from typing import Any
 
 from ingest.catalog import Catalog, Quarantined
 from ingest.curation import evaluate_batch
-from ingest.errors import OncoLitError
+from ingest.errors import MalformedPayload, OncoLitError, PartialRun
 from ingest.quarantine import RetryOutcome, retry_quarantine
+from ingest.source import Batch, ParsedItem, Query, Source, Window
 
 
 class IngestInterrupted(OncoLitError):
     """A stop was requested; the batches before it are committed and the watermark did not move."""
-from ingest.source import Batch, ParsedItem, Query, Source, Window
+
+    exit_code = 3  # part of the window may be committed; the next run finishes it
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, Counter[str]], None]  # (items in this batch, counts so far)
+
+
+@dataclass
+class FileResult:
+    """One input file of a files run: `ok` (every record committed) or `failed` (none of it)."""
+
+    path: str
+    status: str
+    records: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -57,12 +69,35 @@ class RunSummary:
     error: str | None = None
     quarantined: list[Quarantined] = field(default_factory=list)  # poison records of this run, kept raw
     quarantine_retry: RetryOutcome = field(default_factory=RetryOutcome)  # earlier poison, offered again
+    file_results: list[FileResult] = field(default_factory=list)  # files runs: each file's outcome
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["counts"] = dict(self.counts)
         data["records"] = sum(self.counts.values())
         return data
+
+    def committed(self) -> str:
+        """What is in the catalog because of this run, in words (for partial and failed runs)."""
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()) if k != "quarantined") or "no records"
+        files = [f.path for f in self.file_results if f.status == "ok"]
+        where = f" from {len(files)} of {len(self.file_results)} files ({', '.join(files[:5])})" if self.file_results else ""
+        return f"{counts} in {self.batches} batches{where}"
+
+    def problems(self) -> list[str]:
+        """Why the run is not `ok`, one sentence each, saying what happens next."""
+        out = []
+        if self.missing:
+            out.append(f"{len(self.missing)} listed records never arrived ({', '.join(self.missing[:10])}); "
+                       "the watermark stays, so the next run asks for them again")
+        if self.quarantined:
+            out.append(f"{len(self.quarantined)} records quarantined ("
+                       + "; ".join(f"{q.record_id}: {q.error}" for q in self.quarantined[:5])
+                       + "); kept raw and retried by later runs, see `oncolit records quarantine`")
+        for f in self.file_results:
+            if f.status == "failed":
+                out.append(f"{f.path} failed, nothing of it was stored: {f.error}")
+        return out
 
 
 def plan_window(watermark: dt.date | None, since: dt.date | None, until: dt.date | None,
@@ -127,12 +162,22 @@ def run_files(catalog: Catalog, source_name: str, paths: Iterable[Path],
     def batches() -> Iterator[Batch]:
         for path in paths:
             # A whole file is read before any of it is written: a defect near its end (a
-            # truncated download) then fails the file cleanly instead of leaving it half-ingested.
-            items = list(reader(path))
+            # truncated download) then fails the file cleanly instead of leaving it half-ingested,
+            # and the other files still go in (a backfill is not undone by one bad download).
+            try:
+                items = list(reader(path))
+            except (MalformedPayload, OSError) as exc:
+                log.info("file failed, nothing of it stored: %s", exc, extra={"file": str(path)})  # reported by the run
+                summary.file_results.append(FileResult(str(path), "failed", error=str(exc)))
+                continue
             for start in range(0, len(items), batch_size):
                 yield Batch(items[start:start + batch_size], {"file": str(path)})
+            summary.file_results.append(FileResult(str(path), "ok", records=len(items)))  # all its batches committed
 
     _consume(catalog, batches(), summary, progress)
+    if summary.status == "failed":
+        raise MalformedPayload("no file could be ingested: " + "; ".join(
+            f.error or f.path for f in summary.file_results))
     return summary
 
 
@@ -163,20 +208,23 @@ def _consume(catalog: Catalog, batches: Iterator[Batch], summary: RunSummary,
         summary.status, summary.error = status, str(exc)
         summary.seconds = time.perf_counter() - started
         catalog.finish_run(summary.run_id, status, summary.counts, str(exc))
+        if summary.batches and not isinstance(exc, IngestInterrupted):
+            then = ("the watermark did not move: rerun to finish the window" if summary.search else
+                    "rerun to finish (what is committed is not stored twice)")
+            raise PartialRun(f"{exc} — committed before it: {summary.committed()}; {then}") from exc
         raise
     except BaseException as exc:  # KeyboardInterrupt, SystemExit from SIGTERM: record, then re-raise
         summary.status, summary.error = "interrupted", repr(exc)
         catalog.finish_run(summary.run_id, "interrupted", summary.counts, repr(exc))
         raise
-    summary.status = "partial" if summary.missing or summary.quarantined else "ok"
+    problems = summary.problems()
+    if summary.file_results and all(f.status == "failed" for f in summary.file_results):
+        summary.status = "failed"
+    else:
+        summary.status = "partial" if problems else "ok"
     summary.seconds = time.perf_counter() - started
-    problems = []
-    if summary.missing:
-        problems.append(f"{len(summary.missing)} listed records never arrived: {', '.join(summary.missing[:20])}")
-    if summary.quarantined:
-        problems.append(f"{len(summary.quarantined)} records quarantined: "
-                        + "; ".join(f"{q.record_id} ({q.error})" for q in summary.quarantined[:20]))
-    catalog.finish_run(summary.run_id, summary.status, summary.counts, " | ".join(problems) or None)
+    summary.error = " | ".join(problems) or None
+    catalog.finish_run(summary.run_id, summary.status, summary.counts, summary.error)
 
 
 def _note_quarantined(summary: RunSummary, quarantined: list[Quarantined]) -> None:

@@ -96,7 +96,9 @@ def test_poison_record_in_a_window_does_not_block_it(recorded: list, shared_data
         env = pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="50")
         run_cli("searches", "add", "everything", "--query", "all[sb]", "--since", SINCE, env=env)
         proc = run_cli("ingest", "pubmed", "--search", "everything", "--until", UNTIL, "--json", env=env, check=False)
-        assert "Traceback" not in proc.stderr
+        assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("partial: pubmed everything: committed new ")
+        assert "2 records quarantined" in proc.stderr and "records quarantine" in proc.stderr
         [summary] = json.loads(proc.stdout)
         assert summary["status"] == "partial"
         assert sorted(q["record_id"] for q in summary["quarantined"]) == victim_ids
@@ -110,6 +112,7 @@ def test_poison_record_in_a_window_does_not_block_it(recorded: list, shared_data
         assert "quarantined 2 records" in run_cli("records", "stats").stdout
         # The rerun (upstream sends the same bad bytes again) neither fails nor duplicates anything.
         proc = run_cli("ingest", "pubmed", "--search", "everything", "--until", UNTIL, "--json", env=env, check=False)
+        assert proc.returncode == 3, proc.stderr
         [again] = json.loads(proc.stdout)
         assert again["status"] == "partial" and set(again["counts"]) == {"unchanged", "quarantined"}
         assert again["quarantine_retry"]["retried"] == 2

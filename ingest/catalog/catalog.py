@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import socket
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -191,11 +193,26 @@ class Catalog:
     # ---------------------------------------------------------------- runs
     def start_run(self, source: str, mode: str, search_name: str | None = None,
                   window: tuple[dt.date, dt.date] | None = None) -> int:
+        """Record a new run as `running`; first mark runs whose process died as `interrupted`."""
         with self.engine.begin() as conn:
+            self._close_abandoned_runs(conn)
             result = conn.execute(insert(t.ingest_runs).values(
                 source=source, mode=mode, search_name=search_name, started_at=_now(), status="running",
-                counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None))
+                counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None,
+                owner=_run_owner()))
             return int(result.inserted_primary_key[0])
+
+    def _close_abandoned_runs(self, conn: Connection) -> None:
+        """A run killed outright (SIGKILL, power loss) never recorded its outcome and would show as
+        `running` for ever. Its batches are committed or not, whole, so only the row needs mending."""
+        rows = conn.execute(select(t.ingest_runs.c.id, t.ingest_runs.c.owner).where(
+            t.ingest_runs.c.status == "running")).all()
+        for row in rows:
+            if _run_abandoned(row.owner):
+                conn.execute(update(t.ingest_runs).where(t.ingest_runs.c.id == row.id).values(
+                    status="interrupted", finished_at=_now(),
+                    error="the process running it ended without recording an outcome (killed?); "
+                          "its committed batches are kept and a later run redid the rest"))
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -599,6 +616,34 @@ class _RowView:
                  source_updated: dt.date | None):
         self.id, self.current_version, self.content_hash = rid, version, digest
         self.state, self.retracted, self.source_updated = state, retracted, source_updated
+
+
+def _run_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _run_abandoned(owner: str | None) -> bool:
+    """Whether the process that started a `running` run is gone.
+
+    Rows of another host are left alone: with a shared PostgreSQL catalog that host may be running
+    them. Rows without an owner predate m006; runs hold the data dir's ingest lock, so one still
+    `running` when a new run starts is stale. A pid the OS reused reads as alive: the row then
+    waits for a later run, which is the safe way to be wrong.
+    """
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _fetch_records(conn: Connection, ids: list[str]) -> list[Any]:

@@ -131,6 +131,9 @@ ingest_runs = Table(
     Column("status", String(16), nullable=False),  # running | ok | partial | failed | interrupted
     Column("counts", JSON, nullable=False),
     Column("error", Text),
+    # "host:pid" of the process that started the run (m006): a row left `running` by a process
+    # that is gone (SIGKILL, power loss) is marked `interrupted` when the next run starts.
+    Column("owner", String(200)),
 )
 
 # Records that could not be stored (a "poison" record: a year 0 date, a payload the model rejects),
