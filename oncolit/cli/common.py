@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingest.catalog import Catalog
+from oncolit.cli.terminal import safe_text
 from oncolit.settings import Settings
 
 console = Console(stderr=True)
@@ -53,13 +54,18 @@ def open_catalog() -> Iterator[Catalog]:
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:
-    """JSON on stdout for scripts; otherwise the given text (or pretty JSON) for people."""
+    """JSON on stdout for scripts; otherwise the given text (or pretty JSON) for people, with terminal
+    escape sequences and control characters taken out (`terminal.safe_text`: record text is untrusted)."""
     if as_json:
         sys.stdout.write(json.dumps(data, default=_json_default, indent=2, ensure_ascii=False) + "\n")
     else:
-        Console().print(text if text is not None else json.dumps(data, default=_json_default, indent=2,
-                                                                  ensure_ascii=False), highlight=False,
-                        markup=False, soft_wrap=True)
+        shown = text if text is not None else json.dumps(data, default=_json_default, indent=2, ensure_ascii=False)
+        Console().print(safe_text(shown), highlight=False, markup=False, soft_wrap=True)
+
+
+def echo_raw(text: str) -> None:
+    """A stored payload, exact when piped (it is the source's bytes) and made safe on a terminal."""
+    typer.echo(safe_text(text) if sys.stdout.isatty() else text)
 
 
 def _json_default(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from oncolit.cli.common import JsonOpt, emit, open_catalog
+from oncolit.cli.common import JsonOpt, echo_raw, emit, open_catalog
 
 app = typer.Typer(help="Inspect catalog records.", no_args_is_help=True)
 
@@ -36,7 +36,7 @@ def show(record_id: str, raw: bool = typer.Option(False, help="Print the stored 
     with open_catalog() as catalog:
         data = catalog.get(rid)
         if raw:
-            typer.echo(catalog.raw(rid, data["version"]).decode("utf-8", errors="replace"))
+            echo_raw(catalog.raw(rid, data["version"]).decode("utf-8", errors="replace"))
             return
     emit(data, as_json, _text(data))
 
@@ -83,7 +83,7 @@ def quarantine(source: str = typer.Option(None, help="pubmed or ctgov (default: 
     with open_catalog() as catalog:
         if raw:
             payload, _fmt = catalog.quarantined_raw(normalise_id(raw))
-            typer.echo(payload.decode("utf-8", errors="replace"))
+            echo_raw(payload.decode("utf-8", errors="replace"))
             return
         entries = catalog.quarantine(source)
     rows = [asdict(e) for e in entries]
