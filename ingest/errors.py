@@ -9,6 +9,7 @@
     │       └── InvalidRecord    one record in it is impossible (a year 0 date, ...): quarantined, not fatal
     ├── CatalogError             the catalog database refused an operation
     ├── RecordNotFound           no record with that id in the catalog
+    ├── UsageError               option values that cannot work (--since after --until, --limit 0): exit 2
     └── PartialRun               a run failed after part of its work was committed (exit code 3)
 
 The CLI prints `error: <message>` for these and exits with the error's `exit_code` (1, or 3 for
@@ -55,6 +56,13 @@ class CatalogError(OncoLitError):
 
 class RecordNotFound(OncoLitError):
     pass
+
+
+class UsageError(OncoLitError):
+    """A command was given values that cannot work, found before anything was done. Exit code 2,
+    as for any other bad option."""
+
+    exit_code = 2
 
 
 class PartialRun(OncoLitError):

@@ -26,7 +26,7 @@ from typing import Any
 
 from ingest.catalog import Catalog, Quarantined
 from ingest.curation import evaluate_batch
-from ingest.errors import MalformedPayload, OncoLitError, PartialRun
+from ingest.errors import MalformedPayload, OncoLitError, PartialRun, UsageError
 from ingest.quarantine import RetryOutcome, retry_quarantine
 from ingest.source import Batch, ParsedItem, Query, Source, Window
 
@@ -109,6 +109,9 @@ def plan_window(watermark: dt.date | None, since: dt.date | None, until: dt.date
     """
     end = until or today
     if since is not None:
+        if since > end:
+            raise UsageError(f"the window starts ({since}) after it ends ({end}): give --since on or before "
+                             f"--until (default: today)")
         start = since
     elif watermark is not None:
         start = min(watermark, end)

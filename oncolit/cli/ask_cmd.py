@@ -8,7 +8,7 @@ import typer
 
 from oncolit.api_routes.deps import Filters
 from oncolit.api_routes.resources import open_resources
-from oncolit.cli.common import JsonOpt, emit, get_settings, parse_day
+from oncolit.cli.common import JsonOpt, emit, get_settings, parse_range
 from synthesis.answer import answer
 from synthesis.llm import BACKENDS
 
@@ -38,8 +38,8 @@ def ask(
         raise typer.BadParameter(f"--backend is one of {', '.join(BACKENDS)}")
     if type_ is not None and type_ not in ("article", "trial"):
         raise typer.BadParameter("--type is article or trial")
-    filters = Filters(since=parse_day(since, "--since"), until=parse_day(until, "--until"), type=type_,
-                      design=design).search_filter()
+    start, end = parse_range(since, until)
+    filters = Filters(since=start, until=end, type=type_, design=design).search_filter()
     with open_resources(get_settings(), backend=backend, model=model) as res:
         result = answer(question, res.searcher, res.catalog, res.llm, filters=filters, limit=limit)
     data = result.as_dict()

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingest.catalog import Catalog
+from ingest.errors import UsageError
 from oncolit.cli.terminal import safe_text
 from oncolit.settings import Settings
 
@@ -85,6 +86,21 @@ def parse_day(value: str | None, name: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{name} must be a date like 2026-11-27, not {value!r}") from None
+
+
+def parse_range(since: str | None, until: str | None) -> tuple[dt.date | None, dt.date | None]:
+    """--since and --until as dates; a range that ends before it starts is a usage error, not a
+    traceback from deep inside (ingest) or a silent "no matching records" (search, ask)."""
+    start, end = parse_day(since, "--since"), parse_day(until, "--until")
+    if start and end and start > end:
+        raise UsageError(f"--since {start} is after --until {end}: no day is in between; swap them")
+    return start, end
+
+
+def check_limit(limit: int, name: str = "--limit") -> int:
+    if limit < 1:
+        raise UsageError(f"{name} must be 1 or more, not {limit}")
+    return limit
 
 
 @contextmanager

@@ -13,7 +13,8 @@ from index.sync import rebuild as rebuild_index
 from index.sync import sync as sync_index
 from index.verify import repair as repair_index
 from index.verify import verify as verify_index
-from oncolit.cli.common import EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings, open_catalog, parse_day, progress_bar
+from oncolit.cli.common import (EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
+                                open_catalog, parse_range, progress_bar)
 from oncolit.wiring import open_index
 
 app = typer.Typer(help="The vector index (Qdrant Edge by default; a Qdrant server by URL).", no_args_is_help=True)
@@ -124,8 +125,10 @@ def search(
     """
     if mode not in ("hybrid", "dense", "sparse"):
         raise typer.BadParameter("--mode is hybrid, dense or sparse")
-    filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=parse_day(since, "--since"),
-                           published_to=parse_day(until, "--until"), designs=tuple(design),
+    check_limit(limit)
+    published_from, published_to = parse_range(since, until)
+    filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=published_from,
+                           published_to=published_to, designs=tuple(design),
                            trial_status_any=tuple(s.upper() for s in status), phases_any=tuple(p.upper() for p in phase),
                            languages=tuple(language), mesh_any=tuple(site), max_evidence_level=max_level,
                            include_retracted=include_retracted)

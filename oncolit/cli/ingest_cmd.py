@@ -11,7 +11,7 @@ from ingest.errors import OncoLitError, PartialRun
 from ingest.lock import ProcessLock
 from ingest.pipeline import RunSummary, run_files, run_search
 from ingest.source import Query
-from oncolit.cli.common import EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings, open_catalog, parse_day, progress_bar
+from oncolit.cli.common import EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings, open_catalog, parse_range, progress_bar
 from oncolit.wiring import open_source
 
 app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)
@@ -95,9 +95,9 @@ def ctgov(
 
 def _ingest_source(name: str, search: str | None, query: str | None, since: str | None, until: str | None,
                    as_json: bool) -> None:
+    start, end = parse_range(since, until)
     with open_source(name, get_settings()) as source:
-        summaries = _run_searches(source, name, search, query, parse_day(since, "--since"),
-                                  parse_day(until, "--until"))
+        summaries = _run_searches(source, name, search, query, start, end)
     emit([s.as_dict() for s in summaries], as_json, "\n".join(_describe(s) for s in summaries))
     _finish(summaries)
 
