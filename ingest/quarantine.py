@@ -14,7 +14,6 @@ holding the watermark would not help, since upstream sends the same bad bytes on
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 

@@ -371,8 +371,9 @@ class Catalog:
                 t.record_versions.join(t.records, t.records.c.id == t.record_versions.c.record_id))
                 .group_by(t.records.c.source)).all())
             links = conn.execute(select(func.count()).select_from(t.record_links)).scalar_one()
-            quarantined = dict(conn.execute(select(t.quarantine.c.source, func.count())
-                                            .group_by(t.quarantine.c.source)).all())
+            quarantined: dict[str, int] = {
+                source: n for source, n in conn.execute(select(t.quarantine.c.source, func.count())
+                                                        .group_by(t.quarantine.c.source))}
         empty = {"records": 0, "active": 0, "deleted": 0, "retracted": 0, "versions": 0}
         by_source: dict[str, dict[str, int]] = {src: dict(empty) for src in ("pubmed", "ctgov")}
         for source, state, retracted, n in rows:
