@@ -24,6 +24,7 @@ from index.store import Point
 from index.sync import SyncCursor, load_cursor, rebuild, save_cursor, sync
 from index.verify import repair, verify
 from ingest.catalog import Catalog
+from ingest.curation import Curation
 from ingest.pubmed_xml import iter_pubmed_file
 from ingest.records import CommentCorrection, Deletion
 from ingest.source import ParsedItem
@@ -180,10 +181,20 @@ def test_verify_reports_drift_and_repair_restores_a_rebuild(scenario: dict[str, 
         handle.store.delete([sorted(handle.store.point_ids_for(multi))[0]])
         found = verify(catalog, handle)
         assert [m.record_id for m in found.mismatched] == [multi] and found.mismatched[0].absent_points == 1
-        fixed = repair(catalog, handle, found)
+        # A librarian excludes an indexed record; verify is told who is excluded, as the CLI does.
+        cur = Curation(catalog)
+        cur.add_user("boot", "ada", "admin")
+        cur.add_user("ada", "lib", "librarian")
+        excluded = next(rid for rid in sorted(scenario["rebuilt"]) if rid not in (multi, *found.missing))
+        cur.exclude("lib", [excluded], "off topic")
+        is_excluded = Curation(catalog).exclusions().__contains__
+        found = verify(catalog, handle, is_excluded=is_excluded)
+        assert (excluded, "excluded") in {(leak.record_id, leak.reason) for leak in found.leaked}
+        fixed = repair(catalog, handle, found, is_excluded=is_excluded)
         assert fixed.records_removed == len(found.leaked) and fixed.records_indexed == len(found.missing) + 1
-        assert verify(catalog, handle).ok
-        assert handle.store.points_by_record() == scenario["rebuilt"]
+        assert verify(catalog, handle, is_excluded=is_excluded).ok
+        expected = {rid: pts for rid, pts in scenario["rebuilt"].items() if rid != excluded}
+        assert handle.store.points_by_record() == expected
 
 
 def test_verify_cli_exit_codes(scenario: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
