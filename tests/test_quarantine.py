@@ -119,3 +119,26 @@ def test_poison_record_in_a_window_does_not_block_it(recorded: list, shared_data
     with Catalog(f"sqlite:///{isolated_env / 'catalog.sqlite'}") as catalog:
         assert catalog.stats()["quarantined"]["total"] == 2
         assert catalog.runs(1)[0]["status"] == "partial" and "quarantined" in catalog.runs(1)[0]["error"]
+
+
+def test_ctgov_study_with_an_impossible_date_is_quarantined_and_retried(shared_data: Path, tmp_path: Path) -> None:
+    from ingest.ctgov_json import iter_ctgov_path
+    from ingest.pipeline import run_files
+
+    studies = shared_data / "ctgov" / "real" / "biomcp"
+    poisoned = json.loads((studies / "get_nct06382129_20260811.json").read_text())
+    poisoned["protocolSection"]["statusModule"]["startDateStruct"]["date"] = "0000-07"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(poisoned))
+    good = studies / "get_nct06604689_20260811.json"
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+        first = run_files(catalog, "ctgov", [bad, good], iter_ctgov_path)
+        assert first.status == "partial" and [q.record_id for q in first.quarantined] == ["ctgov:NCT06382129"]
+        assert dict(first.counts) == {"new": 1, "quarantined": 1} and catalog.exists("ctgov:NCT06604689")
+        # The next run re-parses the kept JSON (the ctgov-json path of the retry) and keeps it.
+        second = run_files(catalog, "ctgov", [good], iter_ctgov_path)
+        assert second.status == "ok" and second.quarantine_retry.still_quarantined == ["ctgov:NCT06382129"]
+        assert catalog.quarantine()[0].attempts == 2
+        # The registry corrects the date: the study is stored and leaves the quarantine.
+        third = run_files(catalog, "ctgov", [studies / "get_nct06382129_20260811.json"], iter_ctgov_path)
+        assert third.status == "ok" and catalog.exists("ctgov:NCT06382129") and catalog.quarantine() == []
