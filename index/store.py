@@ -176,6 +176,11 @@ class Store(Protocol):
         """Ids of the record's points: what a re-sync compares with the new chunking to find stale ones."""
         ...
 
+    def points_by_record(self) -> dict[str, dict[str, int]]:
+        """Every point of the collection: record id -> {point id: version}. A full scan (payloads
+        only), for `index verify`, which compares the whole index with the catalog."""
+        ...
+
     def search(self, dense: np.ndarray | Sequence[float] | None, sparse: SparseVector | None,
                filters: SearchFilter | None = None, limit: int = 10,
                mode: SearchMode = "hybrid") -> list[Hit]: ...

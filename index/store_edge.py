@@ -169,6 +169,18 @@ class EdgeStore:
             if offset is None:
                 return ids
 
+    def points_by_record(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        offset = None
+        while True:
+            records, offset = self._run(lambda s: s.scroll(qe.ScrollRequest(
+                offset=offset, limit=1024, with_payload=True, with_vector=False)))
+            for r in records:
+                payload = r.payload or {}
+                out.setdefault(str(payload.get("record_id")), {})[str(r.id)] = int(payload.get("version") or 0)
+            if offset is None:
+                return out
+
     def search(self, dense: np.ndarray | Sequence[float] | None, sparse: SparseVector | None,
                filters: SearchFilter | None = None, limit: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         flt = _filter(filters or SearchFilter())

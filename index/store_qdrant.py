@@ -159,6 +159,18 @@ class QdrantStore:
             if offset is None:
                 return ids
 
+    def points_by_record(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        offset = None
+        while True:
+            records, offset = self._run(lambda c: c.scroll(
+                self._name, limit=1024, offset=offset, with_payload=["record_id", "version"], with_vectors=False))
+            for r in records:
+                payload = r.payload or {}
+                out.setdefault(str(payload.get("record_id")), {})[str(r.id)] = int(payload.get("version") or 0)
+            if offset is None:
+                return out
+
     def search(self, dense: np.ndarray | Sequence[float] | None, sparse: SparseVector | None,
                filters: SearchFilter | None = None, limit: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         flt = _filter(filters or SearchFilter())

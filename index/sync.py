@@ -1,12 +1,18 @@
-"""Catalog -> index sync: incremental, resumable, version-aware, and always rebuildable.
+"""Catalog -> index sync: incremental, resumable, exactly-once, version-aware, and always rebuildable.
 
-The catalog's `change_seq` is the cursor: each step takes the next records whose seq passed the
+The cursor is a position in the catalog's (change_seq, record id) order, not a bare change_seq:
+all records of one ingest batch share one change_seq and a batch (500) is larger than a sync step
+(256), so a cursor of "seq N" alone cannot say which records of seq N are done — resuming after
+it skipped the rest of that batch for good (issue 18). Each step takes the next records after the
 cursor, writes their points, removes points of older versions, and only then saves the cursor. A
 crash between the two repeats a step, which is harmless: point ids are derived from record id +
 version + chunk number, so re-upserting the same chunks changes nothing.
 
-Deleted and retracted records (and, once curation lands, excluded ones) lose their points: what
-must not be cited is not retrievable.
+Cursor files written before the pair existed hold only `last_seq`; they are read as "seq N is not
+known to be complete", so the rerun redoes seq N (harmless) instead of skipping part of it.
+
+Deleted and retracted records (and librarian-excluded ones) lose their points: what must not be
+cited is not retrievable. `index.verify` checks the result against the catalog and repairs it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,18 @@ Annotator = Callable[[BaseModel], tuple[str | None, int | None]]
 ProgressFn = Callable[[int], None]
 
 
+@dataclass(frozen=True)
+class SyncCursor:
+    """Every record at or before (`seq`, `record_id`) in (change_seq, id) order is in the index.
+
+    `record_id` "" means "nothing of seq `seq` is known to be done": the next sync starts at the
+    first record of `seq` (the reading of a legacy cursor file, which held only the seq).
+    """
+
+    seq: int = 0
+    record_id: str = ""
+
+
 @dataclass
 class SyncReport:
     collection: str
@@ -43,6 +61,8 @@ class SyncReport:
     points_removed: int = 0
     chunks_embedded: int = 0
     embed_cache_hits: int = 0
+    cursor_after_id: str = ""
+    stopped: bool = False  # a stop was requested before the catalog was caught up (the rest waits)
     seconds: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,17 +87,24 @@ def rules_annotator(record: BaseModel) -> tuple[str | None, int | None]:
     return None, None
 
 
-def load_cursor(state_path: Path) -> int:
+def load_cursor(state_path: Path) -> SyncCursor:
+    """The saved position; a missing or unreadable file starts from the beginning (a full resync)."""
     try:
-        return int(json.loads(state_path.read_text())["last_seq"])
-    except (FileNotFoundError, KeyError, ValueError):
-        return 0
+        state = json.loads(state_path.read_text())
+        seq = int(state["last_seq"])
+        record_id = state.get("last_id", "")
+    except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError):
+        return SyncCursor()
+    if not isinstance(record_id, str):
+        return SyncCursor()
+    # A legacy file ({"last_seq": N}) was saved after a step that may have ended inside seq N.
+    return SyncCursor(seq, record_id)
 
 
-def save_cursor(state_path: Path, seq: int) -> None:
+def save_cursor(state_path: Path, cursor: SyncCursor) -> None:
     state_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"last_seq": seq}))
+    tmp.write_text(json.dumps({"last_seq": cursor.seq, "last_id": cursor.record_id}))
     tmp.replace(state_path)  # atomic: a crash leaves the old cursor or the new one
 
 
@@ -87,18 +114,20 @@ def sync(catalog: Catalog, handle: Any, *, batch_size: int = 256, annotate: Anno
     """Bring `handle`'s collection up to the catalog. Returns what it wrote and how long each part took."""
     store, state_path = handle.store, handle.state_path
     cursor = load_cursor(state_path)
-    if cursor and store.count() == 0:
-        log.warning("index collection %s is empty but its cursor is at %d: resyncing from the start",
+    if cursor != SyncCursor() and store.count() == 0:
+        log.warning("index collection %s is empty but its cursor is at %s: resyncing from the start",
                     handle.collection, cursor)
-        cursor = 0
-    report = SyncReport(collection=handle.collection, cursor_before=cursor, cursor_after=cursor)
-    for rows in catalog.changed_since(cursor, batch_size=batch_size):
+        cursor = SyncCursor()
+    report = SyncReport(collection=handle.collection, cursor_before=cursor.seq, cursor_after=cursor.seq,
+                        cursor_after_id=cursor.record_id)
+    for rows in catalog.changed_since(cursor.seq, batch_size=batch_size, after_id=cursor.record_id):
         if should_stop is not None and should_stop():
+            report.stopped = True
             break
-        _sync_rows(catalog, handle, rows, report, annotate, is_excluded)
-        cursor = rows[-1]["change_seq"]
+        sync_rows(catalog, handle, rows, report, annotate, is_excluded)
+        cursor = SyncCursor(rows[-1]["change_seq"], rows[-1]["id"])
         save_cursor(state_path, cursor)
-        report.cursor_after = cursor
+        report.cursor_after, report.cursor_after_id = cursor.seq, cursor.record_id
         if progress:
             progress(len(rows))
     if report.points_written:
@@ -108,10 +137,16 @@ def sync(catalog: Catalog, handle: Any, *, batch_size: int = 256, annotate: Anno
     return report
 
 
-def _sync_rows(catalog: Catalog, handle: Any, rows: list[dict[str, Any]], report: SyncReport,
-               annotate: Annotator, is_excluded: Callable[[str], bool]) -> None:
+def is_live(row: dict[str, Any], is_excluded: Callable[[str], bool]) -> bool:
+    """Whether a catalog row (as `Catalog.changed_since` yields it) may have points in the index."""
+    return row["state"] == "active" and not row["retracted"] and not is_excluded(row["id"])
+
+
+def sync_rows(catalog: Catalog, handle: Any, rows: list[dict[str, Any]], report: SyncReport,
+              annotate: Annotator, is_excluded: Callable[[str], bool]) -> None:
+    """Make the index hold exactly the current points of `rows`: what one sync step (and a repair) does."""
     store = handle.store
-    live = [r for r in rows if r["state"] == "active" and not r["retracted"] and not is_excluded(r["id"])]
+    live = [r for r in rows if is_live(r, is_excluded)]
     gone = [r for r in rows if r not in live]
     started = time.perf_counter()
     for row in gone:
@@ -159,5 +194,5 @@ def rebuild(catalog: Catalog, handle: Any, **kwargs: Any) -> SyncReport:
     """Drop the collection and sync from the start: the index is derived, the catalog is the truth."""
     handle.store.drop_collection(handle.collection)
     handle.store.ensure_collection(handle.collection, handle.embedder.dim)
-    save_cursor(handle.state_path, 0)
+    save_cursor(handle.state_path, SyncCursor())
     return sync(catalog, handle, **kwargs)

@@ -18,7 +18,9 @@ llama.cpp / transformers / HTTP in the LLM backends, smtplib in delivery).
     │   ├── ModelNotFound            unknown registry name, model not pulled, or a path that is not a model
     │   └── ModelVerificationError   an assembled or stored model file failed its pinned sha256 / size
     ├── PromptError                  a prompt was defined or filled with the wrong placeholders (a bug)
-    └── DeliveryError                the SMTP server did not accept a digest (retried on the next run)
+    ├── DeliveryError                the SMTP server did not accept a digest (retried on the next run)
+    ├── UsageError                   a command got values that cannot work (exit 2)
+    └── PartialRun                   some work committed, the rest failed: rerun to finish (exit 3)
 
 The classes are also importable where they were first defined (`synthesis.llm`, `index.store`,
 `ingest.curation`, `synthesis.prompts`, `oncolit.delivery.smtp`); those are the same objects.
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 class OncoLitError(Exception):
     """Base for errors a user can act on; the message says what to do."""
+
+    exit_code = 1
 
 
 class ConfigError(OncoLitError):
@@ -56,6 +60,11 @@ class SourceRequestError(SourceError):
 
 class MalformedPayload(SourceError):
     """A response or file could not be read safely."""
+
+
+class InvalidRecord(MalformedPayload):
+    """One record's content cannot be stored (a date that is no calendar day, ...). The catalog keeps
+    such a record raw in its quarantine, with this message, and ingests the rest of the batch."""
 
 
 class CatalogError(OncoLitError):
@@ -100,3 +109,18 @@ class PromptError(OncoLitError):
 
 class DeliveryError(OncoLitError):
     """The SMTP server did not accept the message (it is retried on the next run)."""
+
+
+class UsageError(OncoLitError):
+    """A command was given values that cannot work, found before anything was done. Exit code 2,
+    as for any other bad option."""
+
+    exit_code = 2
+
+
+class PartialRun(OncoLitError):
+    """Something failed after some of the work was committed: what is committed stays (each batch
+    is whole), the rest did not happen, and the message says which is which. Distinct exit code 3,
+    so a script can tell "nothing happened" (1) from "rerun to finish" (3)."""
+
+    exit_code = 3

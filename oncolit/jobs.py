@@ -1,9 +1,11 @@
 """The job chain the scheduler runs: ingest one saved search, then the follow-on steps.
 
 Follow-on steps (index sync, extraction, digests) run after every successful ingest, in the order
-of `settings.schedule.follow_on`; each is a function of (settings, catalog) returning a JSON-able summary. A step
-that fails is logged and reported without undoing the ingest before it (the catalog is the truth;
-derived steps catch up on their next run because they work from change sequences, not from time).
+of `settings.schedule.follow_on`; each is a function of (settings, catalog) returning a JSON-able summary
+with a `status`. A step that fails is logged and reported without undoing the ingest before it (the
+catalog is the truth; derived steps catch up on their next run because they work from change
+sequences, not from time) — but the chain's own `status` is then `partial`, never `ok`, and
+`failed_steps` names them: a chain whose sync or digests failed did not do its job.
 
 Jobs are referenced by import path ("oncolit.jobs:run_search_job") so the persistent job store
 can reload them in a new process.
@@ -38,8 +40,9 @@ def _index_sync(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     from oncolit.wiring import open_index
 
     with open_index(settings) as handle:
-        return sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set,
-                    is_excluded=Curation(catalog).exclusions().__contains__).as_dict()
+        report = sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set,
+                      is_excluded=Curation(catalog).exclusions().__contains__)
+    return {"status": "interrupted" if report.stopped else "ok", **report.as_dict()}
 
 
 def _digests(settings: Settings, catalog: Catalog) -> dict[str, Any]:
@@ -86,14 +89,20 @@ def run_chain(search_name: str, settings: Settings) -> dict[str, Any]:
             summary = run_search(catalog, source, search=search, initial_lookback_days=settings.initial_lookback_days,
                                  should_stop=STOP.is_set)
         result: dict[str, Any] = {"search": search_name, "status": summary.status, "ingest": summary.as_dict()}
+        failed: list[str] = []
         for name in settings.schedule.follow_on:
             step = STEPS.get(name)
             if step is None:
                 result[name] = {"status": "failed", "error": f"unknown step; known: {', '.join(STEPS)}"}
-                continue
-            try:
-                result[step.name] = step.run(settings, catalog)
-            except Exception as exc:  # a derived step must not undo or block ingestion
-                log.exception("follow-on step %s failed", step.name)
-                result[step.name] = {"status": "failed", "error": str(exc)}
+            else:
+                try:
+                    result[step.name] = step.run(settings, catalog)
+                except Exception as exc:  # a derived step must not undo or block ingestion
+                    log.exception("follow-on step %s failed", step.name)
+                    result[step.name] = {"status": "failed", "error": str(exc)}
+            if result[name].get("status") not in ("ok", "skipped"):
+                failed.append(name)
+        result["failed_steps"] = failed
+        if failed and result["status"] == "ok":
+            result["status"] = "partial"  # the ingest is committed; what follows it is not done
     return result

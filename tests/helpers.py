@@ -22,8 +22,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
     return proc
 
 
-def cli_json(*args: str, env: dict[str, str] | None = None) -> Any:
-    return json.loads(run_cli(*args, "--json", env=env).stdout)
+def cli_json(*args: str, env: dict[str, str] | None = None, expect: int = 0) -> Any:
+    """`oncolit ARGS --json`, parsed; the exit code must be `expect` (3: partial work, see README)."""
+    proc = run_cli(*args, "--json", env=env, check=False)
+    if proc.returncode != expect:
+        raise AssertionError(f"oncolit {' '.join(args)} exited {proc.returncode}, not {expect}:\n{proc.stderr}")
+    return json.loads(proc.stdout)
 
 
 def pubmed_env(eutils_url: str, **extra: str) -> dict[str, str]:

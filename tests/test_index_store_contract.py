@@ -160,6 +160,16 @@ def test_delete_by_ids_and_by_record(store: Store) -> None:
     assert store.point_ids_for("pubmed:2") == {point_id("pubmed:2", 1, 0)}
 
 
+def test_points_by_record_lists_every_point_with_its_version(store: Store) -> None:
+    """`index verify` compares this full listing with the catalog, so it must miss nothing."""
+    assert store.points_by_record() == {}
+    store.upsert([point("pubmed:1", n, vec(1, n), version=2) for n in range(3)]
+                 + [point(f"pubmed:{i}", 0, vec(0, 1)) for i in range(2, 1300)])  # more than one scroll page
+    listing = store.points_by_record()
+    assert listing["pubmed:1"] == {point_id("pubmed:1", 2, n): 2 for n in range(3)}
+    assert len(listing) == 1299 and sum(map(len, listing.values())) == store.count() == 1301
+
+
 def test_resync_of_new_version_replaces_stale_points(store: Store) -> None:
     """What the catalog sync does: upsert the new version's points, delete ids no longer produced."""
     store.upsert([point("pubmed:1", n, vec(1, n), version=1) for n in range(3)])

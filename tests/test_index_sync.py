@@ -99,7 +99,7 @@ def test_sync_twice_writes_nothing_and_keeps_ids(data_dir: Path, embedder) -> No
         assert (report.points_written, report.points_removed) == (0, 0)
         assert handle.store.count() == before
         assert handle.store.point_ids_for("pubmed:22663011") == ids_before
-        assert load_cursor(handle.state_path) == catalog.max_change_seq()
+        assert load_cursor(handle.state_path).seq == catalog.max_change_seq()
 
 
 def test_revision_replaces_points_and_deletions_retractions_remove_them(data_dir: Path, embedder) -> None:

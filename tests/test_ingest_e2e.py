@@ -145,7 +145,7 @@ def test_records_the_source_never_delivers_hold_the_watermark(server: ReplayServ
     env = pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="1000")
     add_search(env)
     try:
-        [summary] = cli_json("ingest", "pubmed", "--search", "everything", "--until", UNTIL, env=env)
+        [summary] = cli_json("ingest", "pubmed", "--search", "everything", "--until", UNTIL, env=env, expect=3)
     finally:
         server.faults.clear()
     assert summary["status"] == "partial" and summary["missing"]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import socket
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +38,48 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.migrations import migrate
-from ingest.errors import CatalogError, RecordNotFound
+from ingest.errors import CatalogError, MalformedPayload, RecordNotFound
 from ingest.records import Article, Trial
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
+
+
+# What one record's bad content raises while the catalog reads it (describe, hash, change list):
+# InvalidRecord (a year 0 date), MalformedPayload (a partial CT.gov study that no longer parses),
+# ValueError/ArithmeticError (pydantic and the standard library on impossible values). Such a
+# record is quarantined; anything else (a bug, the database) still fails the whole batch.
+POISON_ERRORS: tuple[type[Exception], ...] = (MalformedPayload, ValueError, ArithmeticError)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record the catalog could not store, kept raw in `quarantine` with the reason."""
+
+    record_id: str
+    error: str
+
+
+@dataclass
+class BatchOutcome:
+    """What one committed batch did: counts by outcome (new, revised, unchanged, stale, deleted,
+    quarantined) and the records put in quarantine."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A row of the quarantine, as `records quarantine` and the retry read it."""
+
+    record_id: str
+    source: str
+    raw_format: str
+    error: str
+    attempts: int
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    run_id: int | None
 
 
 def _now() -> dt.datetime:
@@ -96,14 +137,20 @@ class Catalog:
 
     # ---------------------------------------------------------------- ingest
     def ingest_batch(self, items: Sequence[ParsedItem], run_id: int | None = None) -> Counter[str]:
-        """Upsert a batch in one transaction. Returns counts: new, revised, unchanged, stale, deleted.
+        """Upsert a batch in one transaction. Returns counts: new, revised, unchanged, stale, deleted,
+        quarantined (see `ingest`)."""
+        return self.ingest(items, run_id).counts
+
+    def ingest(self, items: Sequence[ParsedItem], run_id: int | None = None) -> BatchOutcome:
+        """Upsert a batch in one transaction; a record whose content cannot be stored (`POISON_ERRORS`)
+        goes to the quarantine with its raw payload and error, and the rest of the batch is stored.
 
         Decisions are made in Python against the rows read up front, then written with one
         executemany per statement kind: the catalog must keep up with the parser (see benchmarks/).
         """
-        counts: Counter[str] = Counter()
+        outcome = BatchOutcome()
         if not items:
-            return counts
+            return outcome
         now = _now()
         with self.engine.begin() as conn:
             seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0) + 1
@@ -111,21 +158,62 @@ class Catalog:
             plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
                          _retraction_targets(conn, ids))
             for item in items:
-                counts[plan.add(item)] += 1
+                try:
+                    outcome.counts[plan.add(item)] += 1
+                except POISON_ERRORS as exc:
+                    plan.quarantine(item, exc)
+                    outcome.counts["quarantined"] += 1
             plan.write()
-        return counts
+        outcome.quarantined = [Quarantined(rid, row["error"]) for rid, row in plan.quarantined.items()]
+        return outcome
+
+    def quarantine(self, source: str | None = None, limit: int | None = None) -> list[QuarantineEntry]:
+        """Quarantined records, oldest first (without their payloads; see `quarantined_raw`)."""
+        q = t.quarantine.c
+        query = select(q.record_id, q.source, q.raw_format, q.error, q.attempts, q.first_seen, q.last_seen,
+                       q.run_id).order_by(q.first_seen, q.record_id)
+        if source:
+            query = query.where(q.source == source)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [QuarantineEntry(*row) for row in conn.execute(query)]
+
+    def quarantined_raw(self, record_id: str) -> tuple[bytes, str]:
+        """The kept payload of a quarantined record and its format."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.quarantine.c.raw, t.quarantine.c.raw_format).where(
+                t.quarantine.c.record_id == record_id)).first()
+        if row is None:
+            raise RecordNotFound(f"{record_id!r} is not in the quarantine; see `oncolit records quarantine`")
+        return decompress(row.raw), row.raw_format
 
     # ---------------------------------------------------------------- runs
     def start_run(self, source: str, mode: str, search_name: str | None = None,
                   window: tuple[dt.date, dt.date] | None = None) -> int:
+        """Record a new run as `running`; first mark runs whose process died as `interrupted`."""
         with self.engine.begin() as conn:
+            self._close_abandoned_runs(conn)
             result = conn.execute(insert(t.ingest_runs).values(
                 source=source, mode=mode, search_name=search_name, started_at=_now(), status="running",
-                counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None))
+                counts={}, window_start=window[0] if window else None, window_end=window[1] if window else None,
+                owner=_run_owner()))
             key = result.inserted_primary_key
             if key is None:
                 raise CatalogError("the database gave the new ingest run no id")
             return int(key[0])
+
+    def _close_abandoned_runs(self, conn: Connection) -> None:
+        """A run killed outright (SIGKILL, power loss) never recorded its outcome and would show as
+        `running` for ever. Its batches are committed or not, whole, so only the row needs mending."""
+        rows = conn.execute(select(t.ingest_runs.c.id, t.ingest_runs.c.owner).where(
+            t.ingest_runs.c.status == "running")).all()
+        for row in rows:
+            if _run_abandoned(row.owner):
+                conn.execute(update(t.ingest_runs).where(t.ingest_runs.c.id == row.id).values(
+                    status="interrupted", finished_at=_now(),
+                    error="the process running it ended without recording an outcome (killed?); "
+                          "its committed batches are kept and a later run redid the rest"))
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -244,9 +332,18 @@ class Catalog:
             raise RecordNotFound(f"no stored version {version} of {record_id!r}")
         return decompress(blob)
 
-    def changed_since(self, seq: int, batch_size: int = 500) -> Iterator[list[dict[str, Any]]]:
-        """Records whose change_seq is above `seq`, in seq order, in batches (for derived stores)."""
-        last_seq, last_id = seq, ""
+    def changed_since(self, seq: int, batch_size: int = 500,
+                      after_id: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Records after a position in (change_seq, id) order, in batches (for derived stores).
+
+        Without `after_id`: records whose change_seq is above `seq`. With it: records after the pair
+        (`seq`, `after_id`), i.e. also the rest of seq `seq` — one ingest batch shares one change_seq and
+        is usually larger than a consumer's step, so a consumer that stopped mid-seq resumes exactly
+        where it stopped. A record that changes later gets a higher seq than any existing one, so it
+        is never behind a saved position.
+        """
+        last_seq, last_id = seq, "" if after_id is None else after_id
+        floor = seq if after_id is None else seq - 1
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
@@ -254,7 +351,7 @@ class Catalog:
                            t.records.c.retracted, t.records.c.change_seq)
                     .where(or_(t.records.c.change_seq > last_seq,
                                and_(t.records.c.change_seq == last_seq, t.records.c.id > last_id)))
-                    .where(t.records.c.change_seq > seq)
+                    .where(t.records.c.change_seq > floor)
                     .order_by(t.records.c.change_seq, t.records.c.id).limit(batch_size)).all()
             if not rows:
                 return
@@ -275,6 +372,9 @@ class Catalog:
                 t.record_versions.join(t.records, t.records.c.id == t.record_versions.c.record_id))
                 .group_by(t.records.c.source)).all())
             links = conn.execute(select(func.count()).select_from(t.record_links)).scalar_one()
+            quarantined: dict[str, int] = {
+                source: n for source, n in conn.execute(select(t.quarantine.c.source, func.count())
+                                                        .group_by(t.quarantine.c.source))}
         empty = {"records": 0, "active": 0, "deleted": 0, "retracted": 0, "versions": 0}
         by_source: dict[str, dict[str, int]] = {src: dict(empty) for src in ("pubmed", "ctgov")}
         for source, state, retracted, n in rows:
@@ -287,7 +387,8 @@ class Catalog:
             by_source.setdefault(source, dict(empty))["versions"] = n
         totals = {key: sum(s[key] for s in by_source.values())
                   for key in ("records", "active", "deleted", "retracted", "versions")}
-        return {"total": totals, "by_source": dict(sorted(by_source.items())), "links": links}
+        return {"total": totals, "by_source": dict(sorted(by_source.items())), "links": links,
+                "quarantined": {"total": sum(quarantined.values()), "by_source": dict(sorted(quarantined.items()))}}
 
     def snapshot(self) -> dict[str, Any]:
         """Content of the catalog without timestamps: equal snapshots mean equal catalogs."""
@@ -341,8 +442,30 @@ class _Plan:
         self.touched_versions: dict[tuple[str, int], None] = {}
         self.links: dict[str, list[dict[str, Any]]] = {}
         self.retracts: set[str] = set()
+        self.quarantined: dict[str, dict[str, Any]] = {}  # record id -> quarantine row
+        self.recovered: set[str] = set()  # stored in this batch: any quarantine row of theirs is resolved
+
+    def quarantine(self, item: ParsedItem, exc: Exception) -> None:
+        """Keep a record that cannot be stored, raw, with its error. `add` raises before it changes
+        the plan, so nothing of the record is half-planned."""
+        rid = item.record.record_id
+        error = str(exc) if isinstance(exc, MalformedPayload) else f"{type(exc).__name__}: {exc}"
+        self.quarantined[rid] = dict(
+            record_id=rid, source=rid.split(":", 1)[0], raw=compress(item.raw), raw_format=item.raw_format,
+            raw_sha256=hashlib.sha256(item.raw).hexdigest(), error=error[:2000], first_seen=self.now,
+            last_seen=self.now, run_id=self.run_id)
+        self.recovered.discard(rid)
 
     def add(self, item: ParsedItem) -> str:
+        """Plan one item; returns its outcome. Raises (one of `POISON_ERRORS`) only before the
+        first change to the plan."""
+        outcome = self._add(item)
+        rid = item.record.record_id
+        self.recovered.add(rid)
+        self.quarantined.pop(rid, None)
+        return outcome
+
+    def _add(self, item: ParsedItem) -> str:
         rid = item.record.record_id
         row = self.current.get(rid)
         if is_deletion(item.record):
@@ -368,6 +491,7 @@ class _Plan:
         if row is not None and _is_stale(row.source_updated, meta.source_updated):
             return "stale"
         old_fields = self._fields_of(rid, row)
+        changes = changes_between(old_fields, record)  # may raise: before the plan changes
         version = (row.current_version if row is not None else 0) + 1
         columns = dict(current_version=version, content_hash=digest, state="active", retracted=retracted,
                        title=meta.title, published=meta.published, source_updated=meta.source_updated,
@@ -379,7 +503,7 @@ class _Plan:
         self.versions.append(dict(
             record_id=rid, version=version, content_hash=digest, fields=fields_json, raw=compress(item.raw),
             raw_format=item.raw_format, source_updated=meta.source_updated,
-            changes=changes_between(old_fields, record), first_seen=self.now, last_seen=self.now,
+            changes=changes, first_seen=self.now, last_seen=self.now,
             run_id=self.run_id))
         self.pending_fields[rid] = fields
         self.pending_raw[rid] = item.raw
@@ -433,6 +557,7 @@ class _Plan:
 
     def write(self) -> None:
         conn = self.conn
+        self._write_quarantine()
         if self.new_records:
             conn.execute(insert(t.records), list(self.new_records.values()))
         # One executemany per distinct column set (e.g. "last_seen only" for repeats).
@@ -464,6 +589,27 @@ class _Plan:
                 )).values(retracted=True, change_seq=self.seq))
 
 
+    def _write_quarantine(self) -> None:
+        q = t.quarantine
+        resolved = sorted(self.recovered)
+        for i in range(0, len(resolved), 500):
+            self.conn.execute(delete(q).where(q.c.record_id.in_(resolved[i:i + 500])))
+        if not self.quarantined:
+            return
+        ids = list(self.quarantined)
+        known: set[str] = set()
+        for i in range(0, len(ids), 500):
+            known.update(self.conn.execute(select(q.c.record_id).where(q.c.record_id.in_(ids[i:i + 500]))).scalars())
+        fresh = [dict(row, attempts=1) for rid, row in self.quarantined.items() if rid not in known]
+        if fresh:
+            self.conn.execute(insert(q), fresh)
+        for rid in known:  # seen before: the newest payload and error, one more attempt
+            row = self.quarantined[rid]
+            self.conn.execute(update(q).where(q.c.record_id == rid).values(
+                raw=row["raw"], raw_format=row["raw_format"], raw_sha256=row["raw_sha256"], error=row["error"],
+                last_seen=self.now, run_id=self.run_id, attempts=q.c.attempts + 1))
+
+
 class _RowView:
     """The columns of `records` the upsert consults, for rows written earlier in the same batch."""
 
@@ -473,6 +619,34 @@ class _RowView:
                  source_updated: dt.date | None):
         self.id, self.current_version, self.content_hash = rid, version, digest
         self.state, self.retracted, self.source_updated = state, retracted, source_updated
+
+
+def _run_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _run_abandoned(owner: str | None) -> bool:
+    """Whether the process that started a `running` run is gone.
+
+    Rows of another host are left alone: with a shared PostgreSQL catalog that host may be running
+    them. Rows without an owner predate m006; runs hold the data dir's ingest lock, so one still
+    `running` when a new run starts is stale. A pid the OS reused reads as alive: the row then
+    waits for a later run, which is the safe way to be wrong.
+    """
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _fetch_records(conn: Connection, ids: list[str]) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from ingest.catalog import schema
 from ingest.curation.migrations import m004_curation
@@ -34,11 +34,24 @@ def m003_digests(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def m005_quarantine(conn: Connection) -> None:
+    """Poison records kept raw with their error instead of failing their batch (issue 18)."""
+    schema.quarantine.create(conn, checkfirst=True)
+
+
+def m006_run_owner(conn: Connection) -> None:
+    """`ingest_runs.owner` (host:pid), so runs whose process died can be told from running ones."""
+    if "owner" not in {c["name"] for c in inspect(conn).get_columns("ingest_runs")}:  # new catalogs have it
+        conn.execute(text("ALTER TABLE ingest_runs ADD COLUMN owner VARCHAR(200)"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_extractions", m002_extractions),
     ("m003_digests", m003_digests),
     ("m004_curation", m004_curation),
+    ("m005_quarantine", m005_quarantine),
+    ("m006_run_owner", m006_run_owner),
 ]
 
 

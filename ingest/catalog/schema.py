@@ -128,9 +128,31 @@ ingest_runs = Table(
     Column("window_end", Date),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("status", String(16), nullable=False),  # running | ok | partial | failed | interrupted
     Column("counts", JSON, nullable=False),
     Column("error", Text),
+    # "host:pid" of the process that started the run (m006): a row left `running` by a process
+    # that is gone (SIGKILL, power loss) is marked `interrupted` when the next run starts.
+    Column("owner", String(200)),
+)
+
+# Records that could not be stored (a "poison" record: a year 0 date, a payload the model rejects),
+# kept raw with their error so that one bad record never blocks its window. One row per record id:
+# the latest bad payload. Retried on later runs of the same source; a readable payload of the record
+# arriving later (a revision, a parser fix) removes the row.
+quarantine = Table(
+    "quarantine", metadata,
+    Column("record_id", String(40), primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("raw", LargeBinary, nullable=False),  # zlib-compressed source payload, as in record_versions
+    Column("raw_format", String(16), nullable=False),
+    Column("raw_sha256", String(64), nullable=False),  # of the uncompressed payload
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("run_id", Integer),
+    Index("ix_quarantine_source", "source"),
 )
 
 # Findings extracted from one record version by one model and prompt (synthesis.store). The key

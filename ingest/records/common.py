@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ingest.errors import InvalidRecord
+
 NCT_RE = re.compile(r"\bNCT\s?(\d{8})\b", re.IGNORECASE)
 PMID_RE = re.compile(r"^[0-9]{1,9}$")
 
@@ -37,9 +39,17 @@ class PartialDate(Model):
     medline_date: str | None = None
 
     def as_date(self) -> dt.date | None:
-        """The earliest calendar day the partial date can mean, for sorting and windows."""
+        """The earliest calendar day the partial date can mean, for sorting and windows.
+
+        An impossible month/day falls back to the year's first day; a year no calendar has (0, 99999)
+        raises `InvalidRecord`: the record is then quarantined by the catalog instead of being stored
+        with a made-up date, or blocking its whole batch with a bare ValueError.
+        """
         if self.year is None:
             return None
+        if not dt.MINYEAR <= self.year <= dt.MAXYEAR:
+            raise InvalidRecord(f"date {self.iso() or self.year!r} has year {self.year}, outside "
+                                f"{dt.MINYEAR}..{dt.MAXYEAR}")
         try:
             return dt.date(self.year, self.month or 1, self.day or 1)
         except ValueError:

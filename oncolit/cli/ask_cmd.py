@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from oncolit.api_routes.deps import Filters
-from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_day
+from oncolit.cli.common import JsonOpt, cli_resources, emit, parse_range
 from synthesis.answer import answer
 from synthesis.llm import BACKENDS
 
@@ -37,8 +37,8 @@ def ask(
         raise typer.BadParameter(f"--backend is one of {', '.join(BACKENDS)}")
     if type_ is not None and type_ not in ("article", "trial"):
         raise typer.BadParameter("--type is article or trial")
-    filters = Filters(since=parse_day(since, "--since"), until=parse_day(until, "--until"), type=type_,
-                      design=design).search_filter()
+    start, end = parse_range(since, until)
+    filters = Filters(since=start, until=end, type=type_, design=design).search_filter()
     with cli_resources(backend=backend, model=model) as res:
         result = answer(question, res.searcher, res.catalog, res.llm, filters=filters, limit=limit,
                         models=res.findings_models, answerer=res.answer_model)

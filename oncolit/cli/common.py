@@ -16,10 +16,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ingest.catalog import Catalog
+from ingest.errors import UsageError
+from oncolit.cli.terminal import safe_text
 from oncolit.resources import Resources, open_resources
 from oncolit.settings import Settings
 
 console = Console(stderr=True)
+
+# Exit codes (README, "Exit codes"): what a script or scheduler may branch on.
+EXIT_OK = 0
+EXIT_FAILED = 1  # nothing (more) was done; `error: ...` on stderr says why and what to do
+EXIT_USAGE = 2  # a bad option or argument (click's own code)
+EXIT_PARTIAL = 3  # some work was committed and some was not; stderr and --json say which
+EXIT_MISMATCH = 4  # `index verify` found the index and the catalog disagree (run it with --repair)
+
+
+def exit_with(code: int, message: str) -> None:
+    """End a command that did part of its work: one line on stderr (after the normal output on
+    stdout, so --json stays parseable), then the exit code."""
+    if code != EXIT_OK:
+        sys.stderr.write(f"{message}\n")
+        raise typer.Exit(code)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
@@ -45,13 +62,18 @@ def open_catalog() -> Iterator[Catalog]:
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:
-    """JSON on stdout for scripts; otherwise the given text (or pretty JSON) for people."""
+    """JSON on stdout for scripts; otherwise the given text (or pretty JSON) for people, with terminal
+    escape sequences and control characters taken out (`terminal.safe_text`: record text is untrusted)."""
     if as_json:
         sys.stdout.write(json.dumps(data, default=_json_default, indent=2, ensure_ascii=False) + "\n")
     else:
-        Console().print(text if text is not None else json.dumps(data, default=_json_default, indent=2,
-                                                                  ensure_ascii=False), highlight=False,
-                        markup=False, soft_wrap=True)
+        shown = text if text is not None else json.dumps(data, default=_json_default, indent=2, ensure_ascii=False)
+        Console().print(safe_text(shown), highlight=False, markup=False, soft_wrap=True)
+
+
+def echo_raw(text: str) -> None:
+    """A stored payload, exact when piped (it is the source's bytes) and made safe on a terminal."""
+    typer.echo(safe_text(text) if sys.stdout.isatty() else text)
 
 
 def _json_default(value: Any) -> Any:
@@ -71,6 +93,21 @@ def parse_day(value: str | None, name: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{name} must be a date like 2026-11-27, not {value!r}") from None
+
+
+def parse_range(since: str | None, until: str | None) -> tuple[dt.date | None, dt.date | None]:
+    """--since and --until as dates; a range that ends before it starts is a usage error, not a
+    traceback from deep inside (ingest) or a silent "no matching records" (search, ask)."""
+    start, end = parse_day(since, "--since"), parse_day(until, "--until")
+    if start and end and start > end:
+        raise UsageError(f"--since {start} is after --until {end}: no day is in between; swap them")
+    return start, end
+
+
+def check_limit(limit: int, name: str = "--limit") -> int:
+    if limit < 1:
+        raise UsageError(f"{name} must be 1 or more, not {limit}")
+    return limit
 
 
 @contextmanager

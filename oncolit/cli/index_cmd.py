@@ -11,7 +11,10 @@ from index.store import SearchFilter
 from ingest.curation import Curation
 from index.sync import rebuild as rebuild_index
 from index.sync import sync as sync_index
-from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
+from index.verify import repair as repair_index
+from index.verify import verify as verify_index
+from oncolit.cli.common import (EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
+                                open_catalog, parse_range, progress_bar)
 from oncolit.wiring import open_index
 
 app = typer.Typer(help="The vector index (Qdrant Edge by default; a Qdrant server by URL).", no_args_is_help=True)
@@ -55,6 +58,49 @@ def rebuild(as_json: bool = JsonOpt) -> None:
     emit(data, as_json, _text(data))
 
 
+@app.command("verify")
+def verify(repair: bool = typer.Option(False, "--repair", help="Re-sync missing records, delete leaked points."),
+           as_json: bool = JsonOpt) -> None:
+    """Compare the whole index with the catalog: records without their points, points of deleted,
+    retracted, excluded or unknown records. Exits 4 if they disagree (0 once --repair fixed it).
+
+    Examples:
+      oncolit index verify --json
+      oncolit index verify --repair
+    """
+    settings = get_settings()
+    with open_catalog() as catalog, open_index(settings) as handle:
+        is_excluded = Curation(catalog).exclusions().__contains__
+        found = verify_index(catalog, handle, is_excluded=is_excluded)
+        data: dict[str, Any] = found.as_dict()
+        after = found
+        if repair and not found.ok:
+            data["repair"] = repair_index(catalog, handle, found, is_excluded=is_excluded).as_dict()
+            after = verify_index(catalog, handle, is_excluded=is_excluded)
+            data["after_repair"] = after.as_dict()
+    emit(data, as_json, _verify_text(found, after if repair else None))
+    if not after.ok:
+        code = EXIT_PARTIAL if repair else EXIT_MISMATCH
+        exit_with(code, "error: the index still differs from the catalog after --repair; try `oncolit index rebuild`"
+                  if repair else "the index differs from the catalog; run `oncolit index verify --repair`")
+
+
+def _verify_text(found: Any, after: Any) -> str:
+    lines = [f"{found.collection}: {found.records_checked} records, {found.points_checked} points checked"]
+    if found.ok:
+        lines.append("index and catalog agree")
+    for rid in found.missing:
+        lines.append(f"missing    {rid}: no points")
+    for m in found.mismatched:
+        lines.append(f"mismatched {m.record_id} v{m.version}: {m.absent_points} points absent, "
+                     f"{m.extra_points} extra")
+    for leak in found.leaked:
+        lines.append(f"leaked     {leak.record_id} ({leak.reason}): {leak.points} points")
+    if after is not None and not found.ok:
+        lines.append("repaired: index and catalog agree" if after.ok else "repair incomplete")
+    return "\n".join(lines)
+
+
 def search(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
     type_: str = typer.Option(None, "--type", help="article or trial."),
@@ -79,8 +125,10 @@ def search(
     """
     if mode not in ("hybrid", "dense", "sparse"):
         raise typer.BadParameter("--mode is hybrid, dense or sparse")
-    filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=parse_day(since, "--since"),
-                           published_to=parse_day(until, "--until"), designs=tuple(design),
+    check_limit(limit)
+    published_from, published_to = parse_range(since, until)
+    filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=published_from,
+                           published_to=published_to, designs=tuple(design),
                            trial_status_any=tuple(s.upper() for s in status), phases_any=tuple(p.upper() for p in phase),
                            languages=tuple(language), mesh_any=tuple(site), max_evidence_level=max_level,
                            include_retracted=include_retracted)

@@ -7,11 +7,11 @@ from typing import Any
 
 import typer
 
-from ingest.errors import OncoLitError
+from ingest.errors import OncoLitError, PartialRun
 from ingest.lock import ProcessLock
 from ingest.pipeline import RunSummary, run_files, run_search
 from ingest.source import Query
-from oncolit.cli.common import JsonOpt, emit, get_settings, open_catalog, parse_day, progress_bar
+from oncolit.cli.common import EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings, open_catalog, parse_range, progress_bar
 from oncolit.wiring import open_source
 
 app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)
@@ -26,19 +26,37 @@ def _describe(summary: RunSummary) -> str:
     where = f" {summary.search}" if summary.search else ""
     window = f" {summary.window[0]}..{summary.window[1]}" if summary.window else ""
     mark = f"; watermark -> {summary.watermark_after}" if summary.watermark_after else ""
-    return f"{summary.source}{where}{window}: {counts} in {summary.batches} batches ({summary.seconds:.1f}s){mark}"
+    status = "" if summary.status == "ok" else f" [{summary.status}]"
+    return (f"{summary.source}{where}{window}{status}: {counts} in {summary.batches} batches "
+            f"({summary.seconds:.1f}s){mark}")
 
 
 def _expand(paths: list[Path], patterns: tuple[str, ...]) -> list[Path]:
+    """Files named, and the matching files under folders named. A folder with none is an error: a
+    run that does nothing must not look like one that did everything."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for pat in patterns for p in path.rglob(pat)))
+            found = sorted(p for pat in patterns for p in path.rglob(pat))
+            if not found:
+                raise OncoLitError(f"{path} holds no {' or '.join(patterns)} files: nothing to ingest; "
+                                   "check the path (folders are searched recursively)")
+            files.extend(found)
         elif path.exists():
             files.append(path)
         else:
             raise OncoLitError(f"{path} does not exist")
     return files
+
+
+def _finish(summaries: list[RunSummary]) -> None:
+    """Exit 3 (after the normal output) when a run is not `ok`, saying what was committed and what not."""
+    unfinished = [s for s in summaries if s.status != "ok"]
+    if unfinished:
+        failed_files = any(f.status == "failed" for s in unfinished for f in s.file_results)
+        parts = [f"{s.source}{' ' + s.search if s.search else ''}: committed {s.committed()}; "
+                 + "; ".join(s.problems()) for s in unfinished]
+        exit_with(EXIT_PARTIAL, ("error: " if failed_files else "partial: ") + " | ".join(parts))
 
 
 @app.command("pubmed")
@@ -77,10 +95,11 @@ def ctgov(
 
 def _ingest_source(name: str, search: str | None, query: str | None, since: str | None, until: str | None,
                    as_json: bool) -> None:
+    start, end = parse_range(since, until)
     with open_source(name, get_settings()) as source:
-        summaries = _run_searches(source, name, search, query, parse_day(since, "--since"),
-                                  parse_day(until, "--until"))
+        summaries = _run_searches(source, name, search, query, start, end)
     emit([s.as_dict() for s in summaries], as_json, "\n".join(_describe(s) for s in summaries))
+    _finish(summaries)
 
 
 def _run_searches(source: Any, source_name: str, search: str | None, query: str | None, since: Any,
@@ -101,13 +120,20 @@ def _run_searches(source: Any, source_name: str, search: str | None, query: str 
             if not targets:
                 raise OncoLitError(f"no active {source_name} saved searches; add one with "
                                    f"`oncolit searches add NAME --source {source_name} --query ...` or use --query")
-        summaries = []
+        summaries: list[RunSummary] = []
         for target in targets:
-            with progress_bar(f"{source_name} {target['name'] if target else 'query'}") as bar:
-                summaries.append(run_search(
-                    catalog, source, search=target, query=Query(query) if target is None else None,
-                    since=since, until=until, initial_lookback_days=settings.initial_lookback_days,
-                    progress=lambda n, _c: bar.advance(bar.task_ids[0], n)))
+            try:
+                with progress_bar(f"{source_name} {target['name'] if target else 'query'}") as bar:
+                    summaries.append(run_search(
+                        catalog, source, search=target, query=Query(query) if target is None else None,
+                        since=since, until=until, initial_lookback_days=settings.initial_lookback_days,
+                        progress=lambda n, _c: bar.advance(bar.task_ids[0], n)))
+            except OncoLitError as exc:
+                if not summaries:
+                    raise
+                done = "; ".join(f"{s.search}: {s.status}, {s.committed()}" for s in summaries)
+                raise PartialRun(f"{target['name'] if target else 'query'}: {exc} — the searches before it "
+                                 f"were committed ({done})") from exc
     return summaries
 
 
@@ -128,6 +154,7 @@ def pubmed_files(
         summary = run_files(catalog, "pubmed", files, iter_pubmed_file, batch_size=batch_size,
                             progress=lambda n, _c: bar.advance(bar.task_ids[0], n))
     emit(summary.as_dict(), as_json, _describe(summary))
+    _finish([summary])
 
 
 @app.command("ctgov-files")
@@ -147,3 +174,4 @@ def ctgov_files(
         summary = run_files(catalog, "ctgov", files, iter_ctgov_path, batch_size=batch_size,
                             progress=lambda n, _c: bar.advance(bar.task_ids[0], n))
     emit(summary.as_dict(), as_json, _describe(summary))
+    _finish([summary])

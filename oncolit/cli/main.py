@@ -1,4 +1,5 @@
-"""Entry point: `oncolit` and its command groups. Errors become one line on stderr and exit 1."""
+"""Entry point: `oncolit` and its command groups. Errors become one line on stderr and exit 1 (3 when
+part of the work was committed: see `oncolit.cli.common` for the exit codes)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def main() -> None:
         if os.environ.get("ONCOLIT_DEBUG"):
             raise
         sys.stderr.write(f"error: {exc}\n")
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     except ValidationError as exc:
         if os.environ.get("ONCOLIT_DEBUG"):
             raise

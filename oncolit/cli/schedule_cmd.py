@@ -15,7 +15,7 @@ from ingest.catalog import Catalog
 from ingest.errors import OncoLitError
 from ingest.scheduler import InertScheduler, build_scheduler, describe_jobs, sync_jobs
 from oncolit import jobs
-from oncolit.cli.common import JsonOpt, emit, get_settings
+from oncolit.cli.common import EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings
 
 app = typer.Typer(help="Run saved searches on their schedules.", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -64,6 +64,15 @@ def run_once(job: str = typer.Argument(..., help="Job id (ingest:pubmed:NAME) or
     with jobs.ingest_lock(s, wait=600.0):
         result = jobs.run_chain(name, s)
     emit(result, as_json, f"{name}: {result['status']} {result['ingest']['counts']}")
+    if result["status"] != "ok":
+        steps = "; ".join(f"{step} {result[step].get('status')}: {result[step].get('error') or 'see --json'}"
+                          for step in result["failed_steps"])
+        ingest = result["ingest"]
+        committed = ", ".join(f"{k} {v}" for k, v in sorted(ingest["counts"].items())) or "no records"
+        prefix = "error: " if result["failed_steps"] else "partial: "
+        exit_with(EXIT_PARTIAL, f"{prefix}{name}: the ingest committed {committed} ({ingest['status']}"
+                  + (f": {ingest['error']}" if ingest.get("error") else "") + ")"
+                  + (f"; follow-on steps not done: {steps}" if steps else ""))
 
 
 @app.command("run")
