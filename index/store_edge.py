@@ -173,8 +173,8 @@ class EdgeStore:
         out: dict[str, dict[str, int]] = {}
         offset = None
         while True:
-            records, offset = self._run(lambda s: s.scroll(qe.ScrollRequest(
-                offset=offset, limit=1024, with_payload=True, with_vector=False)))
+            records, offset = self._run(lambda s, at=offset: s.scroll(qe.ScrollRequest(
+                offset=at, limit=1024, with_payload=True, with_vector=False)))
             for r in records:
                 payload = r.payload or {}
                 out.setdefault(str(payload.get("record_id")), {})[str(r.id)] = int(payload.get("version") or 0)

@@ -163,8 +163,8 @@ class QdrantStore:
         out: dict[str, dict[str, int]] = {}
         offset = None
         while True:
-            records, offset = self._run(lambda c: c.scroll(
-                self._name, limit=1024, offset=offset, with_payload=["record_id", "version"], with_vectors=False))
+            records, offset = self._run(lambda c, at=offset: c.scroll(
+                self._name, limit=1024, offset=at, with_payload=["record_id", "version"], with_vectors=False))
             for r in records:
                 payload = r.payload or {}
                 out.setdefault(str(payload.get("record_id")), {})[str(r.id)] = int(payload.get("version") or 0)

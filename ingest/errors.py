@@ -8,6 +8,7 @@ llama.cpp / transformers / HTTP in the LLM backends, smtplib in delivery).
     │   ├── SourceUnavailable        retries exhausted on 429 / 5xx / timeouts / connection errors
     │   ├── SourceRequestError       the source refused the request (4xx other than 429): fix the query
     │   └── MalformedPayload         a response or file could not be read safely (bad/truncated/hostile XML or JSON)
+    │       └── InvalidRecord        one record holds an impossible value (quarantined, not fatal)
     ├── CatalogError                 the catalog database refused an operation
     ├── RecordNotFound               no record (or saved search, subscriber, user ...) with that name
     ├── CurationError                a curation request that cannot be carried out as asked

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from index.search import Searcher
     from index.sparse import BM25Encoder
     from index.store import Store
+    from synthesis.findings_models.answerer import AnswerModel
+    from synthesis.findings_models.runtime import FindingsModels
     from synthesis.llm.base import LLM
 
 log = logging.getLogger(__name__)
@@ -166,14 +168,14 @@ def make_llm_from_settings(settings: Settings, backend: str | None = None, model
         return NoneLLM()
 
 
-def make_findings_models(settings: Settings) -> Any:
+def make_findings_models(settings: Settings) -> FindingsModels | None:
     """The fine-tuned findings models the `findings` settings name (loaded once per process), or None."""
     from synthesis.findings_models import load_findings_models
 
     return load_findings_models(settings.findings.models, settings.findings.threads)
 
 
-def make_answer_model(settings: Settings) -> Any:
+def make_answer_model(settings: Settings) -> AnswerModel | None:
     """The yes/no/maybe answer classifier the `findings` settings name (loaded once per process), or None."""
     from synthesis.findings_models import load_answer_model
 

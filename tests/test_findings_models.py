@@ -110,9 +110,9 @@ def test_builder_excludes_evaluated_articles_and_keeps_each_article_in_one_split
 def test_tiny_direction_training_saves_reloads_and_predicts(tmp_path: Path) -> None:
     import torch
 
-    from synthesis.finetune import encoder_data, encoder_train
     from synthesis.findings_models.encoder import load_artifact
     from synthesis.findings_models.inputs import collate, encode_direction
+    from synthesis.finetune import encoder_data, encoder_train
 
     folder = _ei_folder(tmp_path / "ei")
     encoder_data.build(folder, tmp_path / "data", dev_fraction=0.3)
@@ -142,9 +142,9 @@ def test_tiny_direction_training_saves_reloads_and_predicts(tmp_path: Path) -> N
 def test_loss_goes_down_on_an_overfit_batch() -> None:
     import torch
 
-    from synthesis.finetune.encoder_train import Example, load_config, loss_of, make_model
     from synthesis.findings_models.encoder import load_tokenizer
     from synthesis.findings_models.inputs import encode_direction
+    from synthesis.finetune.encoder_train import Example, load_config, loss_of, make_model
 
     torch.set_num_threads(1)
     config = load_config(None, {"task": "direction", "lora_r": 4, "max_len": 64})

@@ -43,7 +43,6 @@ from ingest.records import Article, Trial
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
 
-
 # What one record's bad content raises while the catalog reads it (describe, hash, change list):
 # InvalidRecord (a year 0 date), MalformedPayload (a partial CT.gov study that no longer parses),
 # ValueError/ArithmeticError (pydantic and the standard library on impossible values). Such a

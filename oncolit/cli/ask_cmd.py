@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from oncolit.api_routes.deps import Filters
-from oncolit.cli.common import JsonOpt, cli_resources, emit, parse_range
+from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_range
 from synthesis.answer import answer
 from synthesis.llm import BACKENDS
 

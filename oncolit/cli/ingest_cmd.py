@@ -11,7 +11,16 @@ from ingest.errors import OncoLitError, PartialRun
 from ingest.lock import ProcessLock
 from ingest.pipeline import RunSummary, run_files, run_search
 from ingest.source import Query
-from oncolit.cli.common import EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings, open_catalog, parse_range, progress_bar
+from oncolit.cli.common import (
+    EXIT_PARTIAL,
+    JsonOpt,
+    emit,
+    exit_with,
+    get_settings,
+    open_catalog,
+    parse_range,
+    progress_bar,
+)
 from oncolit.wiring import open_source
 
 app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)

@@ -33,8 +33,8 @@ def pull_(
       oncolit models pull qwen2.5-coder-1.5b    # 1.1 GB in 22 parts, the default for quality
       oncolit models pull smollm2-135m-extraction   # fine-tuned here: the shipped adapter merged onto its base
     """
-    from synthesis.finetune.local_models import install_shipped, shipped_models
     from synthesis.findings_models import SHIPPED, shipped_artifacts
+    from synthesis.finetune.local_models import install_shipped, shipped_models
 
     say = lambda message: console.print(message, markup=False)  # noqa: E731
     if name in shipped_artifacts():  # a findings encoder: in the package already; check that it loads
@@ -79,9 +79,8 @@ def list_(
                                                  None: "hash not checked"}[r.sha_ok])
         marker = " (default)" if r.name == DEFAULT_MODEL else ""
         lines.append(f"{r.name}{marker}: {state} — {r.title}")
-    from synthesis.finetune.local_models import listing  # fine-tuned models, registered by `finetune export`
-
     from synthesis.findings_models import artifact_listing  # the shipped findings encoders
+    from synthesis.finetune.local_models import listing  # fine-tuned models, registered by `finetune export`
 
     local_rows, local_lines = listing(models_dir())
     encoder_rows, encoder_lines = artifact_listing()

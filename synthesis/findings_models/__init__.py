@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from synthesis.findings_models.answerer import AnswerModel
 from synthesis.findings_models.runtime import SHIPPED, Comparison, FindingsModels, Reading
 
 __all__ = ["SHIPPED", "Comparison", "FindingsModels", "Reading", "load_answer_model", "load_findings_models"]
@@ -31,10 +32,8 @@ def load_findings_models(choice: str = "shipped", threads: int | None = None) ->
 
 
 @lru_cache(maxsize=4)
-def load_answer_model(choice: str = "shipped", threads: int | None = None):  # type: ignore[no-untyped-def]
+def load_answer_model(choice: str = "shipped", threads: int | None = None) -> AnswerModel | None:
     """The yes/no/maybe answer classifier beside the findings models, or None (not installed, or "none")."""
-    from synthesis.findings_models.answerer import AnswerModel
-
     if choice == "none":
         return None
     folder = SHIPPED if choice == "shipped" else Path(choice).expanduser()

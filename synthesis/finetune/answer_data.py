@@ -68,8 +68,8 @@ def build(pubmedqa_file: Path | str, out_dir: Path | str, *, evidence_inference:
                                 "label": label})
     counts: Counter[str] = Counter()
     if evidence_inference is not None:
-        from synthesis.finetune.encoder_data import heldout_ids, load_prompts
         from eval.datasets.evidence_inference import load_articles
+        from synthesis.finetune.encoder_data import heldout_ids, load_prompts
 
         folder = Path(evidence_inference)
         excluded = heldout_ids(folder)

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from synthesis.finetune.encoder_data import DIRECTION_LABELS, read_rows
 from synthesis.findings_models.encoder import (
     LORA_TARGETS,
     TAG_LABELS,
@@ -38,6 +37,7 @@ from synthesis.findings_models.encoder import (
     save_artifact,
 )
 from synthesis.findings_models.inputs import Encoded, collate, encode_direction, encode_pair, encode_reader
+from synthesis.finetune.encoder_data import DIRECTION_LABELS, read_rows
 
 ANSWER_LABELS = ("yes", "no", "maybe")
 
@@ -278,9 +278,8 @@ def lr_factor(step: int, config: EncoderConfig) -> float:
 
 def make_model(config: EncoderConfig) -> tuple[Any, Any]:
     """(module with heads, the peft-wrapped encoder inside it)."""
-    from peft import LoraConfig, get_peft_model
-
     import torch
+    from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
