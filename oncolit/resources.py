@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ingest.catalog import Catalog
     from ingest.curation import CuratedSearcher, Curation
     from ingest.records import Article, Trial
+    from synthesis.findings_models.answer_head import AnswerHead
     from synthesis.findings_models.answerer import AnswerModel
     from synthesis.findings_models.runtime import FindingsModels
     from synthesis.llm.base import LLM
@@ -102,7 +103,7 @@ class Resources:
         return self._get("findings_models", lambda: make_findings_models(self.settings))
 
     @property
-    def answer_model(self) -> AnswerModel | None:
+    def answer_model(self) -> AnswerModel | AnswerHead | None:
         """The yes/no/maybe answer classifier, or None."""
         return self._get("answer_model", lambda: make_answer_model(self.settings))
 

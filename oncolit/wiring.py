@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from index.search import Searcher
     from index.sparse import BM25Encoder
     from index.store import Store
+    from synthesis.findings_models.answer_head import AnswerHead
     from synthesis.findings_models.answerer import AnswerModel
     from synthesis.findings_models.runtime import FindingsModels
     from synthesis.llm.base import LLM
@@ -175,7 +176,7 @@ def make_findings_models(settings: Settings) -> FindingsModels | None:
     return load_findings_models(settings.findings.models, settings.findings.threads)
 
 
-def make_answer_model(settings: Settings) -> AnswerModel | None:
+def make_answer_model(settings: Settings) -> AnswerModel | AnswerHead | None:
     """The yes/no/maybe answer classifier the `findings` settings name (loaded once per process), or None."""
     from synthesis.findings_models import load_answer_model
 

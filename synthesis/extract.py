@@ -219,16 +219,44 @@ def _article_rules(article: Article, clean: str,
     return base, quotes, provenance
 
 
+def prefetch(models: FindingsModels | None, records: Iterable[Article | Trial]) -> None:
+    """Read many articles' sentences in shared batches before extracting them one by one (a backfill's batch):
+    `extract()` then finds each reading ready. Reads the same clean text `extract()` does."""
+    if models is None:
+        return
+    from synthesis.text import article_sentences
+
+    texts, arms = [], []
+    for record in records:
+        if isinstance(record, Article):
+            text = readers.record_text(record)
+            clean = blank_spans(text, find_instructions(text))
+            texts.append(article_sentences(record, clean))
+            arms.append(_rule_arms(clean, record))
+    if texts:
+        models.read_many(texts, arms)
+
+
+def _rule_arms(clean: str, article: Article) -> tuple[str | None, str | None]:
+    interventions, comparator, _ = readers.arms(clean, len(article.title))
+    return (interventions[0] if interventions else None), comparator
+
+
 def _apply_models(models: FindingsModels, article: Article, clean: str, base: dict[str, Any], quotes: list[Quote],
                   provenance: dict[str, Provenance]) -> None:
     """One outcome per comparison the models found (numbers from the rules in the same sentence), the models'
     interventions and comparator where they found them, and arm sizes. Rule outcomes in sentences the models
     did not pick stay as they were; quotes are renumbered to the new outcome order."""
-    reading = models.read_article(article, clean)
+    reading = models.read_article(article, clean, _rule_arms(clean, article))
     rule_outcomes = [(o, (q.start, q.end)) for o, q in zip(base["outcomes"], _outcome_quotes(quotes))
                      if q is not None and q.start is not None and q.end is not None]
     primary = readers.primary_outcome(clean)
     fields = model_fields(reading, clean, rule_outcomes, primary[1] if primary else None)
+    arm_i, arm_c = _rule_arms(clean, article)
+    arm_i, arm_c = (fields.interventions[0] if fields.interventions else arm_i), (fields.comparator or arm_c)
+    fields.outcomes = [(o.model_copy(update={"intervention": o.intervention or arm_i,
+                                             "comparator": o.comparator or arm_c}), span)
+                       for o, span in fields.outcomes]
     if fields.interventions:
         base["interventions"] = fields.interventions
         provenance["interventions"] = "model"

@@ -20,7 +20,7 @@ from ingest.catalog import Catalog
 from ingest.catalog import schema as t
 from ingest.records.article import Article
 from ingest.records.trial import Trial
-from synthesis.extract import DEFAULT_MAX_TOKENS, ExtractionResult, cache_key, extract
+from synthesis.extract import DEFAULT_MAX_TOKENS, ExtractionResult, cache_key, extract, prefetch
 from synthesis.findings import DroppedField, Findings
 from synthesis.findings_models.runtime import FindingsModels
 from synthesis.grading import Grade, grade
@@ -170,7 +170,11 @@ def extract_batch(catalog: Catalog, record_ids: Sequence[str], llm: LLM | None, 
     transaction at the end, so a run killed mid-batch loses at most this batch."""
     out: list[tuple[ExtractionResult, Grade]] = []
     fresh: list[tuple[ExtractionResult, Grade]] = []
-    for row, record in catalog.iter_records(record_ids, active_only=False):
+    rows = list(catalog.iter_records(record_ids, active_only=False))
+    if models is not None:  # one batched pass of the findings models over the records not cached yet
+        prefetch(models, [record for row, record in rows if row["current_version"] and (force or get(
+            catalog, record.record_id, row["current_version"], *cache_key(record, llm, models=models)) is None)])
+    for row, record in rows:
         version = row["current_version"]
         if not version or not isinstance(record, (Article, Trial)):
             continue

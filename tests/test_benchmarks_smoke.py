@@ -44,3 +44,9 @@ def test_query_latency(tmp_path: Path) -> None:
     result = run_benchmark("query_latency", tmp_path / "r.json", "--sizes", "2000", "--queries", "5",
                            "--local-queries", "2", "--workdir", str(tmp_path / "stores"))
     assert {run["store"] for run in result["runs"]} == {"edge", "local"}
+
+
+def test_findings_speed(shared_data: Path, tmp_path: Path) -> None:
+    result = run_benchmark("findings_speed", tmp_path / "r.json", "--dataset",
+                           str(shared_data / "eval" / "evidence-inference"), "--n", "3", "--threads", "1")
+    assert result["abstracts"] == 3 and result["rules"]["n"] == 3 and result["ratio_models_to_rules"] > 0

@@ -236,3 +236,38 @@ def test_grade_cites_the_primary_result(shared_data: Path, models) -> None:  # t
     reason = next(r for r in graded.reasons if r.text.startswith("primary outcome"))
     assert "significantly increased" in reason.text and "progression-free survival" in reason.evidence.lower()
     assert graded.level == grade(article).level  # informative: it never moves the level
+
+
+def test_a_yes_no_question_gets_a_position_with_its_cited_result_sentence(shared_data: Path, models) -> None:  # type: ignore[no-untyped-def]
+    from synthesis.findings_models import load_answer_model
+    from synthesis.position import is_polar, take_position
+    from synthesis.readers import record_text
+
+    article = _nejm(shared_data)
+    text = record_text(article)
+    question = "Does trametinib improve progression-free survival in BRAF V600 melanoma?"
+    assert is_polar(question) and not is_polar("What is the effect of trametinib on survival?")
+    rule = take_position(question, text, models=models)
+    assert rule is not None and rule.basis == "direction-rule" and rule.answer == "yes"
+    assert rule.quote and rule.quote in text and "progression-free survival" in rule.quote.lower()
+    assert rule.direction == "increased"
+    answerer = load_answer_model("shipped", 1)
+    assert answerer is not None, "the shipped answer head is missing"
+    position = take_position(question, text, answerer=answerer, models=models, record_id=article.record_id)
+    assert position is not None and position.basis == "answer-model"
+    assert position.answer in ("yes", "no", "maybe") and abs(sum(position.probabilities.values()) - 1) < 1e-3
+    assert position.quote == rule.quote  # the sentence that carries it, whatever decides the answer
+    assert take_position("Trametinib in melanoma", text, answerer=answerer, models=models) is None  # not polar
+
+
+def test_models_list_and_pull_know_the_findings_models() -> None:
+    from typer.testing import CliRunner
+
+    from oncolit.cli.main import app
+
+    listed = json.loads(CliRunner().invoke(app, ["models", "list", "--no-verify", "--json"]).stdout)
+    encoders = {r["name"]: r for r in listed if r.get("kind") == "encoder"}
+    assert {"minilm-reader", "minilm-direction"} <= set(encoders)
+    assert all(r["pulled"] and r["size"] < 5_000_000 for r in encoders.values())
+    pulled = CliRunner().invoke(app, ["models", "pull", "minilm-direction", "--json"])
+    assert pulled.exit_code == 0 and json.loads(pulled.stdout)["task"] == "direction"

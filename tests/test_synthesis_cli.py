@@ -60,7 +60,9 @@ def test_extract_json_prints_the_validated_findings_object(app: typer.Typer, sha
     data = run_json(app, "extract", "pubmed:22663011", "--backend", "none")
     findings = Findings.model_validate(data)  # the published schema, as an outside checker would
     assert findings.record_id == "pubmed:22663011" and findings.version == 1
-    assert findings.extraction.model_dump() == {"backend": "none", "model": "none", "prompt_id": "findings-rules/v1"}
+    # --backend none: no language model; the findings models (shipped) still run, and say so
+    assert findings.extraction.model_dump() == {"backend": "none", "model": "none+minilm-reader+minilm-direction",
+                                                "prompt_id": "findings-rules/v1+findings-models/v1"}
     assert data["dropped"] == []
     hr = next(o for o in data["outcomes"] if o["measure"] == "HR" and o["value"] == 0.54)
     assert (hr["ci_low"], hr["ci_high"], hr["kind"]) == (0.32, 0.92, "OS")
@@ -123,7 +125,8 @@ def test_extract_with_the_real_small_model(app: typer.Typer, tmp_path_factory: p
     args = ("extract", "pubmed:22663011", "--backend", "llamacpp", "--model", str(gguf), "--max-tokens", "96")
     data = run_json(app, *args)
     findings = Findings.model_validate(data)
-    assert findings.extraction.model_dump() == {"backend": "llamacpp", "model": "llamacpp:smollm2-135m",
-                                                "prompt_id": "extract-findings/v1"}
+    assert findings.extraction.model_dump() == {"backend": "llamacpp",
+                                                "model": "llamacpp:smollm2-135m+minilm-reader+minilm-direction",
+                                                "prompt_id": "extract-findings/v1+findings-models/v1"}
     assert all(d["path"] and d["reason"] for d in data["dropped"])
     assert "cached" in run(app, *args).stdout  # second run: from the catalog

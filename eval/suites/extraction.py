@@ -314,11 +314,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_extractor(options: RunOptions, spec: str) -> tuple[Any, Any]:
     """(llm or None, findings models or None) for a backend spec (see the module docstring)."""
-    from oncolit.wiring import make_findings_models, make_llm_or_rules
+    from oncolit.wiring import make_findings_models, make_llm_from_settings
 
     settings = options.settings
-    if spec == "default":
-        return make_llm_or_rules(settings), make_findings_models(settings)
+    if spec == "default":  # as `oncolit extract` out of the box: the configured model if pulled, else none
+        llm = make_llm_from_settings(settings, extractive_if_missing=True)
+        return (llm if llm.capabilities.generation else None), make_findings_models(settings)
     if spec == "models":
         return None, _require_models(settings)
     with_models = spec.endswith("+models")

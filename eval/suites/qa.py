@@ -211,8 +211,6 @@ def _position_run(options: RunOptions, backend: str, items: list[PubMedQAItem], 
 
     models = make_findings_models(options.settings)
     answerer = make_answer_model(options.settings) if backend == "default" else None
-    if backend == "default" and answerer is None:
-        raise ValueError("backend default needs the shipped answer classifier (findings_models/artifacts/minilm-answer)")
     if models is None and answerer is None:
         raise ValueError("the findings models are not installed (findings.models=none or missing artifacts)")
     trained = answerer.trained_ids if answerer is not None else set()

@@ -29,6 +29,17 @@ class Citation(BaseModel):
     flags: list[str] = Field([], description="retracted / withdrawn / excluded: shown wherever the record is.")
 
 
+class PositionOut(BaseModel):
+    answer: str = Field(description="yes | no | maybe")
+    confidence: float
+    basis: str = Field(description="answer-model (the trained yes/no/maybe classifier) or direction-rule.")
+    probabilities: dict[str, float]
+    record_id: str | None = None
+    tag: str | None = None
+    quote: str | None = Field(None, description="The record's result sentence that carries it, verbatim.")
+    direction: str | None = Field(None, description="That sentence's direction of effect (findings models).")
+
+
 class AnswerOut(BaseModel):
     question: str
     answer: str = Field(description="2-4 sentences, each ending with citations; every number is in a cited record.")
@@ -43,11 +54,14 @@ class AnswerOut(BaseModel):
     mode: str
     support: dict[str, Any]
     sentences: list[dict[str, Any]]
+    position: PositionOut | None = Field(None, description="For a yes/no question: the position the best record's "
+                                                           "evidence supports, with its cited result sentence.")
 
 
 @router.post("/ask", response_model=AnswerOut, summary="Answer a question with verified citations")
 async def ask(body: AskRequest, request: Request) -> dict[str, Any]:
     res = resources(request)
     result = await in_worker(request, answer, body.question, res.searcher, res.catalog, res.llm,
-                             filters=body.filters.search_filter(), limit=body.limit)
+                             filters=body.filters.search_filter(), limit=body.limit,
+                             models=res.findings_models, answerer=res.answer_model)
     return result.as_dict()

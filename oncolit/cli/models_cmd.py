@@ -37,15 +37,21 @@ def pull_(
     from synthesis.finetune.local_models import install_shipped, shipped_models
 
     say = lambda message: console.print(message, markup=False)  # noqa: E731
-    if name in shipped_artifacts():  # a findings encoder: in the package already; check that it loads
-        from synthesis.findings_models.encoder import load_artifact
+    if name in shipped_artifacts():  # a findings model: in the package already; check that it loads
+        spec = shipped_artifacts()[name]
+        if spec.get("kind") == "head":
+            from synthesis.findings_models import load_answer_model
 
-        loaded = load_artifact(SHIPPED / name, threads=1)
+            load_answer_model("shipped", 1)
+        else:
+            from synthesis.findings_models.encoder import load_artifact
+
+            load_artifact(SHIPPED / name, threads=1)
         size = sum(p.stat().st_size for p in (SHIPPED / name).iterdir() if p.is_file())
         data = {"name": name, "path": str(SHIPPED / name), "size": size, "source": "shipped in the package",
-                "task": loaded.spec.task, "base": loaded.spec.base}
-        emit(data, as_json, f"{name}: shipped in the package ({size / 1e6:.1f} MB, {loaded.spec.task} on "
-                            f"{loaded.spec.base}); it loads — nothing to download")
+                "task": spec["task"], "base": spec["base"]}
+        emit(data, as_json, f"{name}: shipped in the package ({size / 1e6:.1f} MB, {spec['task']} on "
+                            f"{spec['base']}); it loads — nothing to download")
         return
     if name in shipped_models():  # a fine-tuned model: its adapter is in git, merged onto the pulled base here
         entry = install_shipped(name, models_dir(), progress=say)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from synthesis.findings_models.answer_head import AnswerHead
 from synthesis.findings_models.answerer import AnswerModel
 from synthesis.findings_models.runtime import SHIPPED, Comparison, FindingsModels, Reading
 
@@ -32,12 +33,18 @@ def load_findings_models(choice: str = "shipped", threads: int | None = None) ->
 
 
 @lru_cache(maxsize=4)
-def load_answer_model(choice: str = "shipped", threads: int | None = None) -> AnswerModel | None:
-    """The yes/no/maybe answer classifier beside the findings models, or None (not installed, or "none")."""
+def load_answer_model(choice: str = "shipped", threads: int | None = None) -> AnswerModel | AnswerHead | None:
+    """The yes/no/maybe answer classifier beside the findings models (a fine-tuned `minilm-answer` when shipped,
+    else the `answer-head` over the findings models), or None (not installed, or "none")."""
     if choice == "none":
         return None
     folder = SHIPPED if choice == "shipped" else Path(choice).expanduser()
-    return AnswerModel.load(folder, threads) if AnswerModel.available(folder) else None
+    if AnswerModel.available(folder):
+        return AnswerModel.load(folder, threads)
+    models = load_findings_models(choice, threads)
+    if models is not None and AnswerHead.available(folder / "answer-head"):
+        return AnswerHead.load(folder / "answer-head", models)
+    return None
 
 
 def shipped_artifacts(folder: Path | None = None) -> dict[str, dict]:  # type: ignore[type-arg]

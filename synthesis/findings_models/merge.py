@@ -41,11 +41,58 @@ def _inside(span: tuple[int, int], outer: tuple[int, int]) -> bool:
     return outer[0] <= span[0] and span[1] <= outer[1]
 
 
+_RATIOS = ("HR", "OR", "RR")
+
+
+def _main_estimate(found: list[Outcome]) -> Outcome | None:
+    """Of the estimates rules read in one sentence, the one a reader quotes: a ratio with its CI, else a ratio,
+    else the first with a CI, else the first."""
+    for test in (lambda o: o.measure in _RATIOS and o.ci_low is not None, lambda o: o.measure in _RATIOS,
+                 lambda o: o.ci_low is not None, lambda o: True):
+        match = next((o for o in found if test(o)), None)
+        if match is not None:
+            return match
+    return None
+
+
+_LEAD = re.compile(r"^(?:(?:at|after|by|during|in|on|over|within|compared\s+(?:with|to)|versus|among|for|of)\b[^,]{0,80},\s*"
+                   r"|(?:overall|in\s+addition|moreover|furthermore|however|similarly|also|finally),?\s+)+",
+                   re.IGNORECASE)
+_VERB = re.compile(r"\s(?:was|were|is|are|did|does|do|had|has|have|showed?|increased|decreased|improved|reduced|"
+                   r"remained|differed|differ|tended|declined|rose|fell|significantly|not|did|could|may|might|"
+                   r"occurred|reached|favou?red|resulted)\b", re.IGNORECASE)
+_DIFFERENCE_IN = re.compile(r"(?:no|similar|significant|any)\s+(?:statistically\s+)?(?:significant\s+)?"
+                            r"(?:differences?|changes?|effects?)\s+(?:in|of|on|for)\s+(?:the\s+)?"
+                            r"([A-Za-z][\w\- ]{2,60}?)(?=\s+(?:between|among|across|in\s+the|was|were|at|after|"
+                            r"from|with)\b|[,;.(]|$)", re.IGNORECASE)
+_DETERMINER = re.compile(r"^(?:the|a|an|both|all|no|there)\s+", re.IGNORECASE)
+
+
+def subject_phrase(sentence: str) -> str | None:
+    """What a result sentence is about, as it writes it: its subject before the first verb ("At 6 months, the
+    rate of overall survival was 81%..." -> "rate of overall survival"); verbatim, at most 10 words."""
+    about = _DIFFERENCE_IN.search(sentence)
+    if about and content_words(about.group(1)):
+        return about.group(1).strip()
+    text = _LEAD.sub("", sentence.strip())
+    match = _VERB.search(text)
+    if match is None or match.start() < 3:
+        return None
+    subject = _DETERMINER.sub("", text[:match.start()].strip(" ,;:"))
+    words = subject.split()
+    if not words or len(words) > 10 or not content_words(subject):
+        return None
+    return subject if subject in sentence else None
+
+
 def _name(c: Comparison, rule: Outcome | None) -> str:
     if c.outcome is not None:
         return c.outcome.text
     if rule is not None and not rule.name.endswith("(outcome not named)"):
         return rule.name
+    subject = subject_phrase(c.sentence.text)
+    if subject:
+        return subject
     words = c.sentence.text.split()
     return " ".join(words[:10])
 
@@ -60,15 +107,23 @@ def model_fields(reading: Reading, clean: str, rule_outcomes: list[tuple[Outcome
         if clean[span[0]:span[1]] != c.sentence.text or not c.sentence.text.strip():
             continue  # blanked (planted) text, or not the clean text: never quote it
         inside = [i for i, (_o, s) in enumerate(rule_outcomes) if _inside(s, span) and i not in consumed]
-        rule = rule_outcomes[inside[0]][0] if inside else None
-        if inside:
-            consumed.add(inside[0])
+        consumed.update(inside)
+        found = [rule_outcomes[i][0] for i in inside]
+        rule = _main_estimate(found)
         name = _name(c, rule)
         numbers = {k: getattr(rule, k) for k in ("measure", "value", "arm_values", "unit", "ci_low", "ci_high",
                                                   "ci_level", "p_value", "p_comparator")} if rule else {}
-        kind = rule.kind if rule else "other"
-        primary = bool(rule and rule.primary) or bool(primary_name and overlap(name, primary_name) >= 0.5
-                                                      and content_words(name))
+        if rule is not None and not rule.arm_values:  # "4.8 vs 1.5 months (HR 0.45; ...)": both, one outcome
+            arms = next((o for o in found if o.arm_values and o is not rule), None)
+            if arms is not None:
+                numbers.update(arm_values=arms.arm_values, unit=rule.unit or arms.unit)
+                if numbers.get("p_value") is None and arms.p_value is not None:
+                    numbers.update(p_value=arms.p_value, p_comparator=arms.p_comparator)
+        kind = next((o.kind for o in found if o.kind != "other"), "other")
+        # primary: a rule outcome of the primary end point's kind lies in the sentence, or the outcome's name holds
+        # every word of the end point the record calls primary ("survival" alone is not "progression-free survival")
+        primary = any(o.primary for o in found) if found else bool(
+            primary_name and content_words(primary_name) and overlap(primary_name, name) == 1.0)
         outcome = Outcome(
             name=name[:200], kind=kind, **numbers, direction=c.direction, confidence=round(c.confidence, 4),
             intervention=c.intervention.text[:200] if c.intervention else None,

@@ -31,6 +31,7 @@ RESULT_THRESHOLD = 0.5
 FALLBACK_THRESHOLD = 0.25
 """With no sentence above RESULT_THRESHOLD, the best one still counts if it reaches this."""
 MAX_COMPARISONS = 8
+Arms = tuple[str | None, str | None]
 DIRECTIONS = ("increased", "decreased", "no significant difference")
 
 
@@ -110,9 +111,28 @@ def _spans(tags: list[int], offsets: list[tuple[int, int]], text: str) -> list[t
             e += 1
         while e > s and text[e - 1] in " ,;:.(":
             e -= 1
-        if content_words(text[s:e]):
+        words = content_words(text[s:e])
+        if words and not words <= _UNITS and not all(w.replace(".", "").isdigit() for w in words):
             spans.append((kind, s, e))
     return spans
+
+
+_UNITS = frozenset("mg kg ml mcg µg ug dose doses mg/kg mg/m2 mg/m h hour hours day days week weeks month months "
+                   "year years times daily weekly".split())
+
+
+def _main_arms(phrases: list[Phrase], limit: int) -> list[Phrase]:
+    """The arms an abstract compares: the most mentioned phrase, then others mentioned at least twice (a name
+    said once is usually a co-medication or a dose, not an arm)."""
+    counts: dict[frozenset[str], int] = {}
+    for p in phrases:
+        key = frozenset(content_words(p.text))
+        counts[key] = counts.get(key, 0) + 1
+    ranked = _distinct(phrases, limit)
+    def mentions(p: Phrase) -> int:
+        words = frozenset(content_words(p.text))
+        return sum(n for k, n in counts.items() if k <= words or words <= k)
+    return [p for i, p in enumerate(ranked) if i == 0 or mentions(p) >= 2]
 
 
 def _distinct(phrases: list[Phrase], limit: int) -> list[Phrase]:
@@ -142,7 +162,7 @@ class FindingsModels:
         self.direction_model = direction
         self.batch_size = batch_size
         self.name = f"{reader.spec.name}+{direction.spec.name}"
-        self._last: tuple[tuple[tuple[int, int, str], ...], Reading] | None = None  # the same text read twice
+        self._cache: dict[Any, Reading] = {}  # readings by (sentences, arms), bounded
 
     @classmethod
     def load(cls, folder: Path | None = None, threads: int | None = None) -> FindingsModels:
@@ -199,24 +219,43 @@ class FindingsModels:
 
     # -- one abstract -------------------------------------------------------------------------
 
-    def read_article(self, article: Article, text: str | None = None) -> Reading:
-        """`text`: a same-offsets copy of the record text to read instead (the clean text)."""
-        return self.read(article_sentences(article, text))
+    def read_article(self, article: Article, text: str | None = None, arms: Arms = (None, None)) -> Reading:
+        """`text`: a same-offsets copy of the record text to read instead (the clean text); `arms`: the
+        (intervention, comparator) the rule readers found, used where the tagger names none."""
+        return self.read(article_sentences(article, text), arms)
 
-    def read(self, all_sentences: list[Sentence]) -> Reading:
-        key = tuple((s.start, s.end, s.text) for s in all_sentences)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        reading = self._read(all_sentences)
-        self._last = (key, reading)
-        return reading
+    def read(self, all_sentences: list[Sentence], arms: Arms = (None, None)) -> Reading:
+        return self.read_many([all_sentences], [arms])[0]
 
-    def _read(self, all_sentences: list[Sentence]) -> Reading:
-        sentences = self.read_sentences([s for s in all_sentences if s.text.strip()])
+    def read_many(self, texts: list[list[Sentence]], arms: list[Arms] | None = None) -> list[Reading]:
+        """Readings of several abstracts with the sentences of all of them in shared batches (backfills: one
+        pass over many records instead of one small pass per record). Recent readings are kept, so a record
+        read here and again by `extract()` is read once."""
+        arms = arms or [(None, None)] * len(texts)
+        keys = [(tuple((s.start, s.end, s.text) for s in sentences), a) for sentences, a in zip(texts, arms)]
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        flat = [s for i in todo for s in texts[i] if s.text.strip()]
+        read = iter(self.read_sentences(flat))
+        per_text = [[next(read) for s in texts[i] if s.text.strip()] for i in todo]
+        plans = [self._plan(sentences, arms[i]) for i, sentences in zip(todo, per_text)]
+        calls = iter(self.directions([item for plan in plans for item in plan[3]]))
+        for i, sentences, plan in zip(todo, per_text, plans):
+            interventions, comparator, chosen, items = plan
+            comparisons = [Comparison(s.sentence, s.result_probability, o, iv, c, *next(calls))
+                           for (s, o, iv, c), _item in zip(chosen, items)]
+            if len(self._cache) >= 256:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[keys[i]] = Reading(sentences, interventions, comparator, comparisons)
+        return [self._cache[k] for k in keys]
+
+    def _plan(self, sentences: list[ReadSentence],
+              arms: Arms = (None, None)) -> tuple[list[Phrase], Phrase | None, list[Any], list[Any]]:
+        """Article-level arms, the result sentences chosen, and the direction model's inputs for them (the
+        rule readers' arms stand in, as words for the direction model only, where the tagger found none)."""
         comparators = _distinct([p for s in sentences for p in s.comparators], 1)
         comparator = comparators[0] if comparators else None
-        interventions = [p for p in _distinct([p for s in sentences for p in s.interventions], 5)
-                         if comparator is None or not _same(p, comparator)][:4]
+        interventions = [p for p in _main_arms([p for s in sentences for p in s.interventions], 5)
+                         if comparator is None or not _same(p, comparator)][:3]
         ranked = [s for s in sorted(sentences, key=lambda s: -s.result_probability) if s.sentence.section != "TITLE"]
         chosen = [s for s in ranked if s.result_probability >= RESULT_THRESHOLD][:MAX_COMPARISONS]
         if not chosen and ranked and ranked[0].result_probability >= FALLBACK_THRESHOLD:
@@ -230,11 +269,10 @@ class FindingsModels:
                 other = comparator if comparator is not None and not _same(intervention, comparator) else None
             outcome = max(s.outcomes, key=lambda p: len(p.text)) if s.outcomes else None
             plans.append((s, outcome, intervention, other))
-        calls = self.directions([(i.text if i else "", c.text if c else "", o.text if o else "", s.sentence.text)
-                                 for s, o, i, c in plans])
-        comparisons = [Comparison(s.sentence, s.result_probability, o, i, c, d, conf, probs)
-                       for (s, o, i, c), (d, conf, probs) in zip(plans, calls)]
-        return Reading(sentences, interventions, comparator, comparisons)
+        rule_i, rule_c = arms
+        items = [(i.text if i else (rule_i or ""), c.text if c else (rule_c or ""), o.text if o else "",
+                  s.sentence.text) for s, o, i, c in plans]
+        return interventions, comparator, plans, items
 
     def rank_for(self, reading: Reading, intervention: str, comparator: str, outcome: str) -> list[ReadSentence]:
         """The abstract's sentences best first for one (I, C, O) question: a result sentence that names its

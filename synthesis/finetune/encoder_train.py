@@ -69,6 +69,7 @@ class EncoderConfig:
     evidence_weight: float = 1.0     # reader: loss weight of the result-sentence head
     tag_weight: float = 1.0          # reader: loss weight of the tagger
     positive_weight: float = 3.0     # reader: class weight of result sentences (~9% of sentences)
+    tag_positive_weight: float = 1.0  # reader: class weight of the B-/I- tags against "O" (most tokens are O)
     max_untagged_examples: int = 0   # reader: cap on rows without an evidence label (0 = all)
     max_examples: int = 0            # cap on training rows after shuffling (0 = all)
 
@@ -188,8 +189,11 @@ def loss_of(module: Any, batch: list[Example], config: EncoderConfig, device: st
             loss = loss + config.evidence_weight * F.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
         tag_labels = inputs["tag_labels"].to(device)
         if (tag_labels != -100).any():
+            tag_class = torch.full((tags.shape[-1],), config.tag_positive_weight, device=device)
+            tag_class[0] = 1.0
             loss = loss + config.tag_weight * F.cross_entropy(tags.reshape(-1, tags.shape[-1]),
-                                                              tag_labels.reshape(-1), ignore_index=-100)
+                                                              tag_labels.reshape(-1), weight=tag_class,
+                                                              ignore_index=-100)
         return loss
     return F.cross_entropy(logits, labels)
 
