@@ -180,10 +180,11 @@ class FindingsModels:
         import torch
 
         model = self.reader
-        out: list[ReadSentence] = []
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].text))  # similar lengths: less padding
+        done: dict[int, ReadSentence] = {}
         with torch.inference_mode():
-            for b in range(0, len(sentences), self.batch_size):
-                chunk = sentences[b:b + self.batch_size]
+            for b in range(0, len(order), self.batch_size):
+                chunk = [sentences[i] for i in order[b:b + self.batch_size]]
                 encoded = [encode_reader(model.tokenizer, "" if s.section == "TITLE" else s.section, s.text,
                                          model.spec.max_len) for s in chunk]
                 inputs = collate(encoded)
@@ -195,8 +196,8 @@ class FindingsModels:
                     for kind, a, e in _spans(tags[i, :width].argmax(-1).tolist(), encoded[i].offsets, s.text):
                         phrase = Phrase(s.text[a:e], s.start + a, s.start + e)
                         {"INT": read.interventions, "CMP": read.comparators, "OUT": read.outcomes}[kind].append(phrase)
-                    out.append(read)
-        return out
+                    done[order[b + i]] = read
+        return [done[i] for i in range(len(sentences))]
 
     # -- the direction model ------------------------------------------------------------------
 

@@ -113,8 +113,10 @@ def _head_card(artifact: Path, spec: dict[str, Any], recorded: dict[str, Any]) -
              "by inverse frequency) over what the shipped findings models read in the evidence: see "
              "`synthesis/findings_models/answer_head.py` for the features and why.", "",
              f"**Task**: {TASKS['answer']}.", "", "## Data", "",
-             f"- PubMedQA dev items, train half only ({json.dumps(spec['data'].get('train_counts'))}); "
-             f"held out: {HELDOUT['answer']}.", f"- Source sha256: `{spec['data'].get('sha256')}`.", "",
+             f"- PubMedQA dev items, train half only ({json.dumps(spec['data'].get('train_counts'))}): the 500 items "
+             "are halved by a seeded hash of the PMID (`answer_data.pubmedqa_split`); the trained PMIDs are listed in "
+             "answer-head.json (`trained_pmids`) and `oncolit eval qa --backend default` never scores them.",
+             f"- Source sha256: `{spec['data'].get('sha256')}`.", "",
              "## Training", "", "`python -m synthesis.finetune.answer_head_train` (seconds; deterministic); the "
              f"regularisation C is chosen by 5-fold cross-validation on the train half (macro-F1 {spec.get('cv_macro_f1')}).",
              "", "## Metrics", ""]
