@@ -271,3 +271,16 @@ def test_models_list_and_pull_know_the_findings_models() -> None:
     assert all(r["pulled"] and r["size"] < 5_000_000 for r in encoders.values())
     pulled = CliRunner().invoke(app, ["models", "pull", "minilm-direction", "--json"])
     assert pulled.exit_code == 0 and json.loads(pulled.stdout)["task"] == "direction"
+
+
+def test_arms_with_sizes_are_verbatim_and_tied_to_known_arms() -> None:
+    from synthesis.findings_models.merge import arms_with_sizes, subject_phrase
+
+    text = ("Patients were randomised to trametinib (n = 214) or chemotherapy (n = 108). Tumour samples (n = 12) "
+            "were sequenced.")
+    arms = arms_with_sizes(text, ["trametinib"], "chemotherapy")
+    assert [(a.name, a.n) for a, _ in arms] == [("trametinib", 214), ("chemotherapy", 108)]
+    assert all(text[q.start:q.end] == q.text for _, q in arms)  # verbatim quotes with offsets
+    assert subject_phrase("At 6 months, the rate of overall survival was 81% in the trametinib group.") == \
+        "rate of overall survival"
+    assert subject_phrase("There was no significant difference in pain scores between groups.") == "pain scores"

@@ -27,6 +27,11 @@ _ARM_SIZE = re.compile(
     r"allocated)\s+to\s+(?:receive\s+)?(?P<name2>[A-Za-z][\w\-+/ ]{1,60}?)(?=[,;.]|\s+and\b|\s+or\b|\s+\()")
 
 
+_ARM_SEPARATORS = re.compile(r"\b(?:to|or|and|with|receive|received|receiving|versus|vs|of|in|the|were|was)\b",
+                             re.IGNORECASE)
+"""An arm's name is the words after the last of these ("randomised to X (n = 120)" -> "X")."""
+
+
 @dataclass
 class ModelFields:
     """What the models add to a findings record."""
@@ -143,7 +148,7 @@ def arms_with_sizes(clean: str, interventions: list[str], comparator: str | None
     arms: list[tuple[Arm, Quote]] = []
     seen: set[frozenset[str]] = set()
     for match in _ARM_SIZE.finditer(clean):
-        name = (match.group("name") or match.group("name2") or "").strip()
+        name = _ARM_SEPARATORS.split((match.group("name") or match.group("name2") or "").strip())[-1].strip()
         n_text = match.group("n") or match.group("n2")
         words = frozenset(content_words(name))
         if not words or words in seen or not n_text:
