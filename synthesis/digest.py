@@ -536,6 +536,8 @@ class KeyFinding:
         return out
 
 
+BADGE_MIN_CONFIDENCE = 0.5
+"""The direction model's calibrated confidence a badge needs: under it a reader gets the result sentence alone."""
 DIRECTION_BADGES = {"increased": "▲ significantly increased", "decreased": "▼ significantly decreased",
                     "no significant difference": "● no significant difference"}
 
@@ -556,8 +558,9 @@ def article_key_finding(article: Article, findings: Any, query: str) -> KeyFindi
     result = key_outcome(findings) if findings is not None else None
     if result is not None and result.quote and result.source in ("model", "rules+model") and \
             find_quote(result.quote, text) is not None:
-        return KeyFinding(_short_quote(result.quote, query), "quote", direction=result.direction,
-                          confidence=result.confidence, outcome=result.name)
+        sure = (result.confidence or 0.0) >= BADGE_MIN_CONFIDENCE  # below it: the sentence without a badge
+        return KeyFinding(_short_quote(result.quote, query), "quote", direction=result.direction if sure else None,
+                          confidence=result.confidence if sure else None, outcome=result.name if sure else None)
     conclusion = getattr(findings, "conclusion", None)
     if conclusion:
         quote = _short_quote(conclusion, query)

@@ -284,3 +284,15 @@ def test_arms_with_sizes_are_verbatim_and_tied_to_known_arms() -> None:
     assert subject_phrase("At 6 months, the rate of overall survival was 81% in the trametinib group.") == \
         "rate of overall survival"
     assert subject_phrase("There was no significant difference in pain scores between groups.") == "pain scores"
+
+
+def test_reading_more_records_than_the_cache_holds_returns_every_reading(models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from synthesis.findings_models import runtime
+    from synthesis.text import sentences_of
+
+    monkeypatch.setattr(runtime, "CACHE_SIZE", 2)
+    texts = [sentences_of(f"Pain was significantly lower with drug {i} than with placebo (p = 0.0{i + 1}).")
+             for i in range(5)]
+    readings = models.read_many(texts)
+    assert len(readings) == 5 and len(models._cache) == 2  # noqa: SLF001
+    assert [r.sentences[0].sentence.text for r in readings] == [t[0].text for t in texts]

@@ -31,6 +31,8 @@ RESULT_THRESHOLD = 0.5
 FALLBACK_THRESHOLD = 0.25
 """With no sentence above RESULT_THRESHOLD, the best one still counts if it reaches this."""
 MAX_COMPARISONS = 8
+CACHE_SIZE = 512
+"""Readings kept for `extract()` after a batched `read_many` (a backfill's batch is far smaller)."""
 Arms = tuple[str | None, str | None]
 DIRECTIONS = ("increased", "decreased", "no significant difference")
 
@@ -240,14 +242,19 @@ class FindingsModels:
         per_text = [[next(read) for s in texts[i] if s.text.strip()] for i in todo]
         plans = [self._plan(sentences, arms[i]) for i, sentences in zip(todo, per_text)]
         calls = iter(self.directions([item for plan in plans for item in plan[3]]))
+        fresh: dict[int, Reading] = {}
         for i, sentences, plan in zip(todo, per_text, plans):
             interventions, comparator, chosen, items = plan
             comparisons = [Comparison(s.sentence, s.result_probability, o, iv, c, *next(calls))
                            for (s, o, iv, c), _item in zip(chosen, items)]
-            if len(self._cache) >= 256:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[keys[i]] = Reading(sentences, interventions, comparator, comparisons)
-        return [self._cache[k] for k in keys]
+            fresh[i] = Reading(sentences, interventions, comparator, comparisons)
+        out = [fresh[i] if i in fresh else self._cache[k] for i, k in enumerate(keys)]
+        for i, reading in fresh.items():  # keep the most recent CACHE_SIZE readings
+            self._cache.pop(keys[i], None)
+            self._cache[keys[i]] = reading
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        return out
 
     def _plan(self, sentences: list[ReadSentence],
               arms: Arms = (None, None)) -> tuple[list[Phrase], Phrase | None, list[Any], list[Any]]:
