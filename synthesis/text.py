@@ -12,12 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from index.chunking import _ABBREVIATIONS, _BOUNDARY  # the one boundary rule, shared with the chunker
 from ingest.records.article import Article
 
-_ABBREVIATIONS = frozenset("""
-al approx ca cf dr e.g eg etc fig figs i.e ie incl inc jr mr mrs ms no nos pp resp sr st vol vs viz
-""".split())
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"'\u201d)\]]*\s+(?=[\"'\u201c(\[]?[A-Z0-9])")
 _SPACE = re.compile(r"\s+")
 
 

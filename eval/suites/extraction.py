@@ -337,8 +337,9 @@ def _require_models(settings: Any) -> Any:
 
 
 def _holds(text: str, evidence: tuple[str, ...]) -> bool:
-    t = _flat(text)
-    return any(len(_flat(e)) >= 10 and (_flat(e) in t or (len(t) >= 20 and t in _flat(e))) for e in evidence)
+    from synthesis.finetune.encoder_data import holds_evidence  # the rule the reader's labels were built with
+
+    return holds_evidence(text, evidence)
 
 
 def score_prompts(article: Any, findings: Any, prompts: list[EIPrompt], models: Any) -> dict[str, Any]:

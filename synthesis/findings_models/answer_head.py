@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from synthesis.text import content_words, overlap, sentences_of
+from synthesis.text import overlap, sentences_of
 
 FEATURES = ("best_result_p", "best_overlap", "best_inc", "best_dec", "best_nosig", "top3_sig", "top3_nosig",
             "result_share", "hedges", "no_difference_phrases", "significant_p", "question_negation")
@@ -97,7 +97,3 @@ class AnswerHead:
         exp = [math.exp(v - top) for v in logits]
         total = sum(exp)
         return {c: round(e / total, 4) for c, e in zip(self.classes, exp)}
-
-
-def question_words(question: str) -> set[str]:
-    return content_words(question)

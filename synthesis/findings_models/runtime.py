@@ -27,7 +27,8 @@ SHIPPED = Path(__file__).resolve().parent / "artifacts"
 READER = "minilm-reader"
 DIRECTION = "minilm-direction"
 RESULT_THRESHOLD = 0.5
-"""A sentence counts as a result sentence at this calibrated probability (dev-set F1 is flat around it)."""
+"""A sentence counts as a result sentence at this calibrated probability (the natural cut of a two-class softmax;
+not tuned)."""
 FALLBACK_THRESHOLD = 0.25
 """With no sentence above RESULT_THRESHOLD, the best one still counts if it reaches this."""
 MAX_COMPARISONS = 8
@@ -284,7 +285,7 @@ class FindingsModels:
 
     def rank_for(self, reading: Reading, intervention: str, comparator: str, outcome: str) -> list[ReadSentence]:
         """The abstract's sentences best first for one (I, C, O) question: a result sentence that names its
-        outcome (and arms) wins. Weights chosen on the training data's dev articles (card of the reader)."""
+        outcome (and arms) wins. The weights are set by hand (outcome words matter most), not fitted."""
         def score(s: ReadSentence) -> float:
             text = s.sentence.text
             return (s.result_probability + 1.5 * overlap(outcome, text) + 0.3 * overlap(intervention, text)
