@@ -82,6 +82,30 @@ def retrieval(
     _finish(suite.run(options, corpus_size=corpus_size, split=split, ei_split=ei_split), options, as_json)
 
 
+@app.command("build-topical")
+def build_topical_cmd(
+    shared: Path = typer.Option(..., "--shared", exists=True, file_okay=False,
+                                help="The shared data root (the folder holding eval/ and pubmed/)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the BEIR benchmark into."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write the topical retrieval benchmark (queries with several relevant papers, judged from other papers'
+    labels, the query's own source excluded) as a BEIR folder. How it is built: eval/datasets/topical.py.
+
+    Examples:
+      oncolit eval build-topical --shared ../shared/data --out /tmp/topical
+      oncolit eval retrieval --dataset /tmp/topical
+    """
+    from eval.datasets.topical import build_topical, write_topical
+
+    folder = write_topical(build_topical(shared), out)
+    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    if as_json:
+        sys.stdout.write(json.dumps({"path": str(folder), **stats}, indent=2) + "\n")
+    else:
+        typer.echo(f"topical benchmark: {folder} ({stats['queries']} queries, {stats['documents']} documents)")
+
+
 @app.command("extraction")
 def extraction(
     dataset: Path = DatasetOpt, limit: int = LimitOpt, out: Path = OutOpt,

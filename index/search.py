@@ -2,12 +2,17 @@
 
 The store ranks chunks; readers want records. A record's score is its best chunk's score, and the
 passage shown is that chunk's passage, so every result can be cited with the text that matched.
+
+A `Reranker` (passed in by the wiring module; the trained cross-encoder of `synthesis.rerank`) may then reorder
+the first `rerank_depth` records by reading the query with each record's title and passage together; records
+below that depth keep their first-stage order. A reranked hit carries `relevance` (the reranker's 0-1 score).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
 from index.embedder import Embedder
 from index.sparse import BM25Encoder
@@ -15,6 +20,15 @@ from index.store import Hit, SearchFilter, SearchMode, Store
 
 # Chunks fetched per record asked for: several chunks of one record often rank together.
 CHUNKS_PER_RECORD = 4
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Scores passages for a query, higher = more relevant; deterministic for the same inputs."""
+
+    name: str
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -27,10 +41,12 @@ class RecordHit:
     chunk_id: str
     section: str | None
     payload: dict[str, Any] = field(repr=False)
+    relevance: float | None = None  # the reranker's 0-1 score, when the hit was reranked
 
     def as_dict(self) -> dict[str, Any]:
         p = self.payload
-        return {"rank": self.rank, "record_id": self.record_id, "score": round(self.score, 6), "title": self.title,
+        return {"rank": self.rank, "record_id": self.record_id, "score": round(self.score, 6),
+                "relevance": None if self.relevance is None else round(self.relevance, 4), "title": self.title,
                 "passage": self.passage, "chunk_id": self.chunk_id, "section": self.section,
                 "record_type": p.get("record_type"), "published": p.get("published"), "design": p.get("design"),
                 "evidence_level": p.get("evidence_level"), "trial_status": p.get("trial_status"),
@@ -42,6 +58,8 @@ class Searcher:
     store: Store
     embedder: Embedder
     encoder: BM25Encoder
+    reranker: Reranker | None = None
+    rerank_depth: int = 30
 
     def chunks(self, query: str, filters: SearchFilter | None = None, limit: int = 10,
                mode: SearchMode = "hybrid") -> list[Hit]:
@@ -50,8 +68,25 @@ class Searcher:
         return self.store.search(dense, sparse, filters=filters, limit=limit, mode=mode)
 
     def search(self, query: str, filters: SearchFilter | None = None, limit: int = 10,
-               mode: SearchMode = "hybrid") -> list[RecordHit]:
-        """The best `limit` records for `query`, each with its best-matching passage."""
+               mode: SearchMode = "hybrid", rerank: bool | None = None) -> list[RecordHit]:
+        """The best `limit` records for `query`, each with its best-matching passage. `rerank`: None = rerank
+        when a reranker is wired, True = must (ValueError without one), False = first stage only."""
+        if rerank and self.reranker is None:
+            raise ValueError("no reranker is configured (search.reranker = 'none')")
+        if not query.strip():
+            return []
+        if self.reranker is None or rerank is False:
+            return self.first_stage(query, filters, limit, mode)
+        hits = self.first_stage(query, filters, max(limit, self.rerank_depth), mode)
+        head, tail = hits[:self.rerank_depth], hits[self.rerank_depth:]
+        scores = self.reranker.score(query, [f"{h.title} {h.passage}".strip() for h in head])
+        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        ranked = [replace(head[i], relevance=scores[i]) for i in order] + tail
+        return [replace(h, rank=n + 1) for n, h in enumerate(ranked[:limit])]
+
+    def first_stage(self, query: str, filters: SearchFilter | None = None, limit: int = 10,
+                    mode: SearchMode = "hybrid") -> list[RecordHit]:
+        """Fused (or dense / sparse) retrieval, chunks folded into records: what the reranker reorders."""
         if not query.strip():
             return []
         best: dict[str, Hit] = {}

@@ -51,6 +51,15 @@ class IndexSettings(BaseModel):
     sync_batch_size: int = Field(256, ge=1, description="Records per sync step (embedding + upsert).")
 
 
+class SearchSettings(BaseModel):
+    """How queries are answered after the first stage. `reranker`: "shipped" (the trained cross-encoder in
+    synthesis/rerank/artifacts), "none" (first stage only) or an artifact folder."""
+
+    reranker: str = Field("none", description="shipped | none | a reranker artifact folder.")
+    rerank_depth: int = Field(30, ge=1, le=200, description="First-stage records the reranker reorders.")
+    rerank_threads: int | None = Field(None, ge=1, description="Torch threads for the reranker (default: torch's).")
+
+
 class EmbeddingSettings(BaseModel):
     backend: str = Field("sentence-transformers", description="sentence-transformers | onnx (same vectors, faster on CPU).")
     model_path: Path | None = Field(None, description="Local model directory (default: packaged all-MiniLM-L6-v2).")
@@ -109,6 +118,7 @@ class Settings(BaseSettings):
     findings: FindingsModelSettings = Field(default_factory=FindingsModelSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)

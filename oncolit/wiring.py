@@ -25,7 +25,7 @@ from oncolit.settings import Settings
 if TYPE_CHECKING:
     from index.chunking import Chunker
     from index.embedder import ChunkingEmbedder
-    from index.search import Searcher
+    from index.search import Reranker, Searcher
     from index.sparse import BM25Encoder
     from index.store import Store
     from synthesis.findings_models.answer_head import AnswerHead
@@ -65,10 +65,19 @@ class IndexHandle:
     encoder: BM25Encoder
     collection: str
     state_path: Path
+    reranker: Reranker | None = None
+    rerank_depth: int = 30
 
     def searcher(self) -> Searcher:
         from index.search import Searcher
-        return Searcher(self.store, self.embedder, self.encoder)
+        return Searcher(self.store, self.embedder, self.encoder, self.reranker, self.rerank_depth)
+
+
+def make_reranker(settings: Settings) -> Reranker | None:
+    """The configured reranker (`search.reranker`); its weights load on first use, not here."""
+    from synthesis.rerank import load_reranker
+
+    return load_reranker(settings.search.reranker, threads=settings.search.rerank_threads)
 
 
 def make_embedder(settings: Settings) -> ChunkingEmbedder:
@@ -124,7 +133,8 @@ def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) 
     try:
         store.ensure_collection(name, embedder.dim)
         yield IndexHandle(store, embedder, chunker, encoder, name,
-                          settings.data_dir / "index-state" / f"{name}.json")
+                          settings.data_dir / "index-state" / f"{name}.json", make_reranker(settings),
+                          settings.search.rerank_depth)
     finally:
         store.close()
         if own_embedder and hasattr(embedder, "close"):

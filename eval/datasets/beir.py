@@ -1,7 +1,7 @@
 """BEIR-style retrieval folders: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
 
     corpus.jsonl   {"_id": "...", "title": "...", "text": "..."} per line
-    queries.jsonl  {"_id": "...", "text": "..."} per line
+    queries.jsonl  {"_id": "...", "text": "...", "metadata": {...}} per line (metadata optional)
     qrels/test.tsv query-id <tab> corpus-id <tab> score, with a header line
 
 The converters in this package build a `BeirDataset` in memory from the shared datasets; `write_beir` saves one
@@ -14,6 +14,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -23,6 +24,9 @@ class BeirDataset:
     queries: dict[str, str]  # query id -> text
     qrels: dict[str, dict[str, int]]  # query id -> {doc id: grade}
     notes: list[str] = field(default_factory=list)
+    # query id -> metadata; the retrieval suite reads "family" (scores are also given per family) and "exclude"
+    # (documents dropped from that query's ranking before scoring: the document a topical query was written from)
+    query_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def sliced(self, limit: int | None, corpus_size: int | None = None) -> BeirDataset:
         """The first `limit` judged queries, and a corpus cut to `corpus_size` documents that always keeps
@@ -32,7 +36,8 @@ class BeirDataset:
         qids = [q for q in self.queries if q in self.qrels][: limit if limit is not None else None]
         queries = {q: self.queries[q] for q in qids}
         qrels = {q: self.qrels[q] for q in qids}
-        judged = {d for q in qids for d in self.qrels[q] if d in self.corpus}
+        judged = {d for q in qids for d in [*self.qrels[q], *self.query_meta.get(q, {}).get("exclude", [])]
+                  if d in self.corpus}
         size = corpus_size if corpus_size is not None else len(self.corpus)
         keep = list(judged)
         for doc in self.corpus:
@@ -42,7 +47,8 @@ class BeirDataset:
                 keep.append(doc)
         corpus = {d: self.corpus[d] for d in self.corpus if d in set(keep)}
         note = f"sliced: {len(queries)} of {len(self.queries)} queries, {len(corpus)} of {len(self.corpus)} documents"
-        return BeirDataset(self.name, corpus, queries, qrels, [*self.notes, note])
+        meta = {q: self.query_meta[q] for q in qids if q in self.query_meta}
+        return BeirDataset(self.name, corpus, queries, qrels, [*self.notes, note], meta)
 
     def stats(self) -> dict[str, int]:
         return {"documents": len(self.corpus), "queries": len(self.queries),
@@ -68,7 +74,8 @@ def load_beir(path: Path | str, split: str = "test") -> BeirDataset:
                 row = json.loads(line)
                 corpus[str(row["_id"])] = {"title": row.get("title") or "", "text": row.get("text") or ""}
     queries = load_queries(root / "queries.jsonl")
-    return BeirDataset(root.name, corpus, queries, load_qrels(root / "qrels", split))
+    return BeirDataset(root.name, corpus, queries, load_qrels(root / "qrels", split),
+                       query_meta=load_query_meta(root / "queries.jsonl"))
 
 
 def load_queries(path: Path) -> dict[str, str]:
@@ -78,6 +85,17 @@ def load_queries(path: Path) -> dict[str, str]:
             if line.strip():
                 row = json.loads(line)
                 out[str(row["_id"])] = row["text"]
+    return out
+
+
+def load_query_meta(path: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                if isinstance(row.get("metadata"), dict) and row["metadata"]:
+                    out[str(row["_id"])] = row["metadata"]
     return out
 
 
@@ -103,7 +121,10 @@ def write_beir(data: BeirDataset, folder: Path, split: str = "test") -> Path:
             fh.write(json.dumps({"_id": doc_id, "title": doc["title"], "text": doc["text"]}, ensure_ascii=False) + "\n")
     with (folder / "queries.jsonl").open("w", encoding="utf-8") as fh:
         for qid, text in data.queries.items():
-            fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
+            row: dict[str, Any] = {"_id": qid, "text": text}
+            if data.query_meta.get(qid):
+                row["metadata"] = data.query_meta[qid]
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     with (folder / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as fh:
         fh.write("query-id\tcorpus-id\tscore\n")
         for qid, docs in data.qrels.items():

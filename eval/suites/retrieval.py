@@ -3,7 +3,8 @@
     oncolit eval retrieval --dataset ../shared/data/eval/pubmedqa-dev [--limit N] [--corpus-size M] [--out DIR]
 
 Input: a BEIR folder, or a shared dataset converted in memory (PubMedQA: question -> its own abstract;
-Evidence Inference: ICO prompt -> its article); the converted folder is saved under `<out>/beir/` so the exact
+Evidence Inference: ICO prompt -> its article; the shared data root: the topical benchmark of
+`eval/datasets/topical.py`, where each query's source document is excluded from its ranking); the converted folder is saved under `<out>/beir/` so the exact
 evaluation input can be inspected or fed to other tools.
 
 Path: every corpus document becomes an `Article` (title + text), is ingested into a new catalog and synced into
@@ -45,13 +46,15 @@ def load_dataset(path: Path, split: str = "test", ei_split: str = "all") -> tupl
     if kind == "evidence-inference":
         from eval.datasets.evidence_inference import to_beir as ei_to_beir
         return ei_to_beir(path, ei_split), True
+    if kind == "shared-root":
+        from eval.datasets.topical import build_topical
+        return build_topical(path).as_beir(), True
     reasons = {
         "trialgpt": "TrialGPT ships queries and trial qrels (NCT ids) but no trial texts; add its corpus.jsonl "
                     "(an NCBI download) to a copy of the folder to evaluate it as BEIR.",
         "trec-pm-topics": "TREC PM 2017 topics have no qrels or documents here; use them as queries only "
                           "(perf suite, or `oncolit search`).",
         "hallmarks-of-cancer": "HoC labels are hallmark topics, not query relevance judgements.",
-        "shared-root": "give one dataset folder, e.g. eval/pubmedqa-dev or eval/evidence-inference.",
         "pubmed-xml": "PubMed XML has no queries or judgements.",
     }
     raise ValueError(f"retrieval cannot evaluate {path} ({kind}): {reasons.get(kind, 'unknown format')}")
@@ -80,11 +83,19 @@ class QueryEmbedder:
         return self.inner.embed(list(texts))
 
 
-def timed_searcher(handle: Any) -> tuple[Any, QueryEmbedder]:
+def timed_searcher(handle: Any, reranker: Any = None, depth: int = 30) -> tuple[Any, QueryEmbedder]:
     from index.search import Searcher
 
     embedder = QueryEmbedder(getattr(handle.embedder, "inner", handle.embedder))
-    return Searcher(handle.store, embedder, handle.encoder), embedder  # type: ignore[arg-type]
+    return Searcher(handle.store, embedder, handle.encoder, reranker, depth), embedder  # type: ignore[arg-type]
+
+
+RERANK = "+rerank"
+
+
+def split_mode(mode: str) -> tuple[str, bool]:
+    """"hybrid+rerank" -> ("hybrid", True): the first-stage mode and whether the reranker reorders it."""
+    return (mode[:-len(RERANK)], True) if mode.endswith(RERANK) else (mode, False)
 
 
 def evaluate_rankings(rankings: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -96,6 +107,16 @@ def evaluate_rankings(rankings: dict[str, list[str]], qrels: dict[str, dict[str,
         mean, scored, skipped = M.mean_over_queries(fn(rankings.get(q, []), rel, k) for q, rel in qrels.items())
         out[name] = mean
         out["queries_scored"], out["queries_skipped_no_relevant"] = scored, skipped
+    return out
+
+
+def per_family(rankings: dict[str, dict[str, list[str]]], data: BeirDataset) -> dict[str, dict[str, Any]]:
+    """{family: {mode: metrics}} when queries carry a "family" (the topical benchmark); {} otherwise."""
+    families = sorted({m["family"] for m in data.query_meta.values() if m.get("family")})
+    out = {}
+    for family in families:
+        qrels = {q: rel for q, rel in data.qrels.items() if data.query_meta.get(q, {}).get("family") == family}
+        out[family] = {mode: evaluate_rankings(ranked, qrels) for mode, ranked in rankings.items()}
     return out
 
 
@@ -111,8 +132,16 @@ def pr_by_cutoff(rankings: dict[str, list[str]], qrels: dict[str, dict[str, int]
 
 
 def run(options: RunOptions, *, corpus_size: int | None = None, split: str = "test", ei_split: str = "all",
-        modes: tuple[str, ...] = MODES, save_beir: bool = True) -> SuiteResult:
+        modes: tuple[str, ...] | None = None, save_beir: bool = True) -> SuiteResult:
+    """`modes`: default dense, sparse, hybrid, and hybrid+rerank when a reranker is configured (search.reranker)."""
     from eval.datasets.records import article, doc_id_of
+    from oncolit.wiring import make_reranker
+
+    reranker = make_reranker(options.settings)
+    if modes is None:
+        modes = MODES + (("hybrid" + RERANK,) if reranker is not None else ())
+    if any(split_mode(m)[1] for m in modes) and reranker is None:
+        raise ValueError("a +rerank mode needs a reranker: set search.reranker (ONCOLIT_SEARCH__RERANKER)")
 
     phases = Phases()
     with phases("load"):
@@ -127,22 +156,30 @@ def run(options: RunOptions, *, corpus_size: int | None = None, split: str = "te
     latencies: dict[str, list[float]] = {m: [] for m in modes}
     embed_seconds: list[float] = []
     with fresh_index(options, records, phases, name="retrieval") as corpus:
-        searcher, query_embedder = timed_searcher(corpus.handle)
-        searcher.search("warm-up query", limit=1, mode="hybrid")  # first call loads lazily-built pieces
+        searcher, query_embedder = timed_searcher(corpus.handle, reranker, options.settings.search.rerank_depth)
+        searcher.search("warm-up query", limit=1, mode="hybrid",  # first call loads lazily-built pieces
+                        rerank=True if reranker is not None else None)
         with phases("queries"):
             for qid, text in data.queries.items():
                 embed_seconds.append(query_embedder.prepare(text))
+                exclude = set(data.query_meta.get(qid, {}).get("exclude", []))
                 for mode in modes:
+                    base, rerank = split_mode(mode)
                     started = time.perf_counter()
-                    hits = searcher.search(text, limit=DEPTH, mode=mode)  # type: ignore[arg-type]
+                    hits = searcher.search(text, limit=DEPTH + len(exclude), mode=base,  # type: ignore[arg-type]
+                                           rerank=rerank)
                     spent = time.perf_counter() - started
-                    latencies[mode].append(spent + (embed_seconds[-1] if mode != "sparse" else 0.0))
-                    rankings[mode][qid] = [doc_id_of(h.record_id) for h in hits]
+                    latencies[mode].append(spent + (embed_seconds[-1] if base != "sparse" else 0.0))
+                    ranked = [doc_id_of(h.record_id) for h in hits]
+                    rankings[mode][qid] = [d for d in ranked if d not in exclude][:DEPTH]
         index_info = {"collection": corpus.handle.collection, "points": corpus.handle.store.count(),
-                      "embedder": getattr(corpus.handle.embedder, "name", None), "ingest": corpus.ingest,
+                      "embedder": getattr(corpus.handle.embedder, "name", None),
+                      "reranker": getattr(reranker, "name", None),
+                      "rerank_depth": options.settings.search.rerank_depth, "ingest": corpus.ingest,
                       "sync": corpus.sync}
     by_mode = {m: {**evaluate_rankings(rankings[m], data.qrels), "latency": M.latency_summary(latencies[m])}
                for m in modes}
+    by_family = per_family(rankings, data)
     query_embedding = M.latency_summary(embed_seconds)
     columns = ["mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "P@10", "p50 ms", "p90 ms"]
     rows = [[m, r["ndcg@10"], r["recall@10"], r["recall@100"], r["mrr@10"], r["precision@10"],
@@ -161,7 +198,8 @@ def run(options: RunOptions, *, corpus_size: int | None = None, split: str = "te
         notes.append("a --limit run: the corpus is cut down, so scores are higher than on the full corpus")
     return SuiteResult(
         suite="retrieval",
-        metrics={"modes": by_mode, "query_embedding_latency": query_embedding, "index": index_info,
+        metrics={"modes": by_mode, **({"families": by_family} if by_family else {}),
+                 "query_embedding_latency": query_embedding, "index": index_info,
                  "dataset": data.stats()},
         config={"limit": options.limit, "corpus_size": corpus_size, "modes": list(modes), "depth": DEPTH,
                 "split": split, "evidence_inference_split": ei_split, "converted": converted},
@@ -171,5 +209,9 @@ def run(options: RunOptions, *, corpus_size: int | None = None, split: str = "te
                                                                for m in modes}},
                "latency": {"query latency by mode": latencies},
                "bars": {"nDCG@10 by mode": {m: by_mode[m]["ndcg@10"] or 0.0 for m in modes}}},
-        tables=[{"title": "Retrieval quality and latency", "columns": columns, "rows": rows}],
+        tables=[{"title": "Retrieval quality and latency", "columns": columns, "rows": rows},
+                *([{"title": "By query family", "columns": ["family", "mode", "queries", "nDCG@10", "Recall@10",
+                                                            "Recall@100", "MRR@10"],
+                    "rows": [[f, m, r["queries_scored"], r["ndcg@10"], r["recall@10"], r["recall@100"], r["mrr@10"]]
+                             for f, modes_ in by_family.items() for m, r in modes_.items()]}] if by_family else [])],
         notes=notes, items=items)

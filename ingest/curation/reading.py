@@ -27,10 +27,11 @@ class CuratedSearcher:
     def __getattr__(self, name: str) -> Any:  # store, embedder, encoder, ... of the wrapped searcher
         return getattr(self.searcher, name)
 
-    def search(self, query: str, filters: Any = None, limit: int = 10, mode: str = "hybrid") -> list[Any]:
+    def search(self, query: str, filters: Any = None, limit: int = 10, mode: str = "hybrid",
+               rerank: bool | None = None) -> list[Any]:
         asked = limit
         for _ in range(OVERFETCH + 1):
-            hits = self.searcher.search(query, filters, asked, mode)
+            hits = self.searcher.search(query, filters, asked, mode, rerank=rerank)
             visible = set(self.curation.visible([h.record_id for h in hits]))
             kept = [h for h in hits if h.record_id in visible]
             if len(kept) >= limit or len(hits) < asked:

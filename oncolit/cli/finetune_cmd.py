@@ -25,7 +25,8 @@ def finetune_dir() -> Path:
 
 @app.command("build-data")
 def build_data(
-    task: str = typer.Argument(..., help="pubmedqa | answers | extraction | evidence | findings (the encoders' "
+    task: str = typer.Argument(..., help="pubmedqa | answers | extraction | evidence | rerank (the reranker's "
+                                         "pairs; --source: the shared data root) | findings (the encoders' "
                                          "reader/ and direction/ sets)"),
     source: str = typer.Option(None, "--source", help="pubmedqa, answers: pqal_dev.json; evidence: the Evidence Inference "
                                                       "folder; extraction: 'catalog' or Evidence Inference "
@@ -57,6 +58,7 @@ def build_data(
       oncolit finetune build-data extraction --source catalog --teacher qwen2.5-coder-1.5b
       oncolit finetune build-data evidence --source ../shared/data/eval/evidence-inference
       oncolit finetune build-data findings --source ../shared/data/eval/evidence-inference
+      oncolit finetune build-data rerank --source ../shared/data
     """
     from synthesis.finetune import data
 
@@ -64,6 +66,12 @@ def build_data(
     fractions = None
     if test_fraction is not None:
         fractions = {"train": 0.95 - test_fraction, "val": 0.05, "test": test_fraction}
+    if task == "rerank":  # the reranker's (query, passage) pairs
+        from synthesis.finetune import rerank_data
+
+        card = rerank_data.build(Path(source) if source else DEFAULT_SHARED.parent, out, seed=seed)
+        emit(card, as_json, "rerank: " + ", ".join(f"{k} {v}" for k, v in card["counts"].items()) + f" -> {out}")
+        return
     if task == "findings":  # encoder datasets: their own layout (reader/, direction/) and card
         from synthesis.finetune import encoder_data
 
@@ -145,7 +153,7 @@ def train_(
 def _is_encoder_config(path: Path) -> bool:
     import tomllib
 
-    return tomllib.loads(path.read_text(encoding="utf-8")).get("task") in ("reader", "direction", "answer")
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("task") in ("reader", "direction", "answer", "rerank")
 
 
 @app.command("eval")

@@ -16,6 +16,7 @@ from index.verify import verify as verify_index
 from oncolit.cli.common import (EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
                                 open_catalog, parse_range, progress_bar)
 from oncolit.wiring import open_index
+from ingest.errors import UsageError
 
 app = typer.Typer(help="The vector index (Qdrant Edge by default; a Qdrant server by URL).", no_args_is_help=True)
 
@@ -114,6 +115,9 @@ def search(
     max_level: int = typer.Option(None, help="Keep evidence levels up to this one (1 = strongest)."),
     include_retracted: bool = typer.Option(False, help="Also return retracted records."),
     mode: str = typer.Option("hybrid", help="hybrid, dense or sparse."),
+    rerank: bool = typer.Option(None, "--rerank/--no-rerank", help="Reorder the top records with the trained "
+                                                                   "reranker (default: on when search.reranker is "
+                                                                   "set, as it is out of the box)."),
     limit: int = typer.Option(10, help="How many records."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -132,8 +136,12 @@ def search(
                            trial_status_any=tuple(s.upper() for s in status), phases_any=tuple(p.upper() for p in phase),
                            languages=tuple(language), mesh_any=tuple(site), max_evidence_level=max_level,
                            include_retracted=include_retracted)
-    with open_index(get_settings()) as handle:
-        hits = handle.searcher().search(query, filters, limit=limit, mode=mode)  # type: ignore[arg-type]
+    settings = get_settings()
+    if rerank and settings.search.reranker == "none":
+        raise UsageError("--rerank needs a reranker: set search.reranker to 'shipped' "
+                         "(ONCOLIT_SEARCH__RERANKER=shipped) or to an artifact folder")
+    with open_index(settings) as handle:
+        hits = handle.searcher().search(query, filters, limit=limit, mode=mode, rerank=rerank)  # type: ignore[arg-type]
     rows = [h.as_dict() for h in hits]
     text = "\n\n".join(f"{r['rank']:>2}. {r['record_id']}  score {r['score']:.4f}  {r['title']}\n    {r['passage'][:300]}"
                        for r in rows) or "no matching records"

@@ -23,6 +23,8 @@ TASKS = {
     "direction": "(intervention, comparator, outcome, evidence sentence) -> significantly increased / significantly "
                  "decreased / no significant difference, with a temperature-calibrated confidence",
     "answer": "(question, evidence: result sections first, no conclusion) -> yes / no / maybe",
+    "rerank": "(query, title + passage) -> P(relevant), a cross-encoder over the base's first "
+              "`layers` blocks; `oncolit search` reorders its top `search.rerank_depth` records by it",
 }
 HELDOUT = {
     "reader": "every article of the Evidence Inference `splits/*validation*` lists (the extraction suite's "
@@ -32,6 +34,9 @@ HELDOUT = {
     "answer": "the 500 PubMedQA dev items are halved by a seeded hash of the PMID; only the train half is used "
               "(a fifth of it as dev); its PMIDs are listed in model.json (`trained_pmids`) and the qa suite never "
               "scores them. Evidence Inference rows come from articles outside the validation lists",
+    "rerank": "every Evidence Inference `splits/*validation*` article and every article the topical benchmark "
+              "(eval/datasets/topical.py) uses as a query source or a judged document is removed first; PubMedQA "
+              "and HoC are never used; the rest is split by article id (seeded hash) into train and dev (5%)",
 }
 
 
@@ -64,6 +69,13 @@ def summarise_eval(results: dict[str, Any], task: str) -> tuple[str, dict[str, A
                   "n": metrics.get("context", {}).get("n"), "excluded_trained_items":
                       metrics.get("excluded_trained_items")}
         key = f"pubmedqa held-out ({results['config'].get('backend')})"
+    elif suite == "retrieval":
+        modes = metrics["modes"]
+        for mode, m in modes.items():
+            for name in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
+                picked[f"{mode}.{name}"] = round(m[name], 4) if isinstance(m.get(name), float) else m.get(name)
+            picked[f"{mode}.p95_ms"] = m.get("latency", {}).get("p95_ms")
+        key = f"retrieval {results.get('dataset', {}).get('name')}"
     else:
         raise ValueError(f"no card summary for suite {suite!r}")
     return key, {"metrics": picked, "commit": git.get("describe") or git.get("commit"), "when": results.get("created"),
@@ -90,7 +102,8 @@ def write_card(artifact: Path, evals: list[Path]) -> Path:
              f"**Labels**: {', '.join(spec['labels'])}" + (f"; tags: {', '.join(spec['tags'])}" if spec.get("tags")
                                                           else "") + ".", "",
              "## Data", "", "Built by `oncolit finetune build-data "
-             + ("answer" if spec["task"] == "answer" else "findings") + "` from ../shared/data (never copied here).",
+             + {"answer": "answer", "rerank": "rerank"}.get(spec["task"], "findings")
+             + "` from ../shared/data (never copied here).",
              "", f"- Held out: {HELDOUT[spec['task']]}.",
              f"- Dataset card: `{json.dumps(spec.get('data', {}).get('counts', {}))[:1500]}`",
              f"- Sources (sha256): `{json.dumps(spec.get('data', {}).get('sha256', {}))}`" if spec.get("data", {})

@@ -40,11 +40,12 @@ from synthesis.findings_models.inputs import Encoded, collate, encode_direction,
 from synthesis.finetune.encoder_data import DIRECTION_LABELS, read_rows
 
 ANSWER_LABELS = ("yes", "no", "maybe")
+RERANK_LABELS = ("irrelevant", "relevant")
 
 
 @dataclass
 class EncoderConfig:
-    task: str = "direction"          # reader | direction | answer
+    task: str = "direction"          # reader | direction | answer | rerank
     name: str = "minilm-direction"   # artifact / run folder name
     data_dir: str = ""               # folder with train.jsonl and dev.jsonl (the task's folder from encoder_data)
     runs_dir: str = ""               # default: <data dir>/finetune/runs
@@ -72,6 +73,7 @@ class EncoderConfig:
     tag_positive_weight: float = 1.0  # reader: class weight of the B-/I- tags against "O" (most tokens are O)
     max_untagged_examples: int = 0   # reader: cap on rows without an evidence label (0 = all)
     max_examples: int = 0            # cap on training rows after shuffling (0 = all)
+    layers: int = 0                  # keep only the base's first N transformer blocks (0 = all 6): speed
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> EncoderConfig:
@@ -122,6 +124,7 @@ def data_dir_of(config: EncoderConfig) -> Path:
 class Example:
     enc: Encoded
     label: int  # class index, -100 when this row has no class label (reader rows without evidence labels)
+    group: str = ""  # rerank: a query's positive and its negatives share a group (dev MRR is per group)
 
 
 def examples_of(rows: list[dict[str, Any]], config: EncoderConfig, tokenizer: Any, *, train: bool) -> list[Example]:
@@ -141,6 +144,9 @@ def examples_of(rows: list[dict[str, Any]], config: EncoderConfig, tokenizer: An
                 flipped = {0: 1, 1: 0, 2: 2}[row["label"]]
                 out.append(Example(encode_direction(tokenizer, c, i, row["outcome"], row["sentence"],
                                                     config.max_len), flipped))
+        elif config.task == "rerank":
+            out.append(Example(encode_pair(tokenizer, row["query"], row["passage"], config.max_len),
+                               int(row["label"]), row.get("group", "")))
         elif config.task == "answer":
             out.append(Example(encode_pair(tokenizer, row["question"], row["context"], config.max_len),
                                ANSWER_LABELS.index(row["label"])))
@@ -154,6 +160,8 @@ def labels_of(config: EncoderConfig) -> tuple[list[str], list[str]]:
         return ["other", "result"], list(TAG_LABELS)
     if config.task == "direction":
         return list(DIRECTION_LABELS), []
+    if config.task == "rerank":
+        return list(RERANK_LABELS), []
     return list(ANSWER_LABELS), []
 
 
@@ -264,9 +272,25 @@ def evaluate(module: Any, dev: list[Example], config: EncoderConfig, device: str
                     if t != -100]
         out["tag_macro_f1"] = float(f1_score(tag_gold, tag_pred, average="macro", labels=list(range(1, 7))))
         out["score"] = out.get("macro_f1", 0.0) + out["tag_macro_f1"]
+    elif config.task == "rerank":
+        out["mrr"] = group_mrr(logits[:, 1] - logits[:, 0], dev)
+        out["score"] = out["mrr"]
     else:
         out["score"] = out.get("macro_f1", 0.0)
     return out
+
+
+def group_mrr(scores: Any, examples: list[Example]) -> float:
+    """Mean reciprocal rank of each group's positive among its negatives (ties count against it)."""
+    groups: dict[str, list[tuple[float, int]]] = {}
+    for score, x in zip(scores.tolist(), examples):
+        groups.setdefault(x.group, []).append((score, x.label))
+    ranks = []
+    for items in groups.values():
+        positives = [s for s, label in items if label == 1]
+        if positives:
+            ranks.append(1.0 / (1 + sum(1 for s, label in items if label != 1 and s >= positives[0])))
+    return sum(ranks) / len(ranks) if ranks else 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,7 +312,7 @@ def make_model(config: EncoderConfig) -> tuple[Any, Any]:
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(LORA_TARGETS), bias="none")
-    encoder = get_peft_model(load_base_encoder(), lora)
+    encoder = get_peft_model(load_base_encoder(config.layers), lora)
     classes, tags = labels_of(config)
     return build_module(encoder, len(classes), len(tags)), encoder
 
