@@ -98,10 +98,16 @@ def load_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(base_path()))
 
 
-def load_base_encoder() -> Any:
+def load_base_encoder(layers: int = 0) -> Any:
+    """The packaged base; `layers` > 0 keeps only its first N transformer blocks (a faster, shallower model
+    whose LoRA and heads were trained that way: the reranker)."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(base_path()))
+    model = AutoModel.from_pretrained(str(base_path()))
+    if 0 < layers < model.config.num_hidden_layers:
+        model.encoder.layer = model.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
+    return model
 
 
 def save_artifact(module: Any, peft_encoder: Any, spec: ModelSpec, out: Path) -> None:
@@ -139,7 +145,8 @@ def load_artifact(folder: Path, threads: int | None = None) -> LoadedModel:
     if threads:
         torch.set_num_threads(threads)
     spec = ModelSpec.from_json(json.loads((folder / "model.json").read_text(encoding="utf-8")))
-    encoder = PeftModel.from_pretrained(load_base_encoder(), str(folder)).merge_and_unload()
+    layers = int((spec.extra.get("config") or {}).get("layers") or 0)
+    encoder = PeftModel.from_pretrained(load_base_encoder(layers), str(folder)).merge_and_unload()
     module = build_module(encoder, len(spec.labels), len(spec.tags))
     missing = module.load_state_dict(load_file(str(folder / "heads.safetensors")), strict=False)
     if missing.unexpected_keys or any(k.startswith(("classify.", "tag.")) for k in missing.missing_keys):
