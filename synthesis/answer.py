@@ -184,10 +184,11 @@ def retrieve(question: str, searcher: Any, catalog: Any, filters: SearchFilter |
              pool: int = POOL) -> list[Candidate]:
     """The pool of hybrid results as reranked candidates, best first. Records the index has but the
     catalog does not (a stale index) are left out: nothing uncatalogued can be cited."""
-    hits: list[RecordHit] = searcher.search(question, filters, limit=pool, mode="hybrid")
+    hits: list[RecordHit] = searcher.search(question, filters, limit=pool, mode="hybrid")  # reranked when wired
     if not hits:
         return []
-    dense = {h.record_id: h.score for h in searcher.search(question, filters, limit=pool, mode="dense")}
+    dense = {h.record_id: h.score for h in searcher.search(question, filters, limit=pool, mode="dense",
+                                                            rerank=False)}
     floor = min(dense.values(), default=0.0)
     candidates: list[Candidate] = []
     for hit in hits:

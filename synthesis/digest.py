@@ -142,7 +142,10 @@ class SemanticScorer(Protocol):
 
 @dataclass
 class IndexScorer:
-    """Dense similarity from the index: the best chunk's cosine per record, restricted to `record_ids`."""
+    """Similarity from the index, restricted to `record_ids`: the best chunk's dense cosine per record, and, when
+    the searcher has a reranker, the mean of that cosine and the reranker's 0-1 relevance for the closest
+    `2 x rerank_depth` records (the rest count the reranker as 0: a digest window can hold hundreds of records,
+    and reading all of them per topic costs minutes on a CPU)."""
 
     searcher: Any
 
@@ -152,8 +155,15 @@ class IndexScorer:
         if not record_ids or not query.strip():
             return {}
         hits = self.searcher.search(query, SearchFilter(record_ids=tuple(record_ids)), limit=len(record_ids),
-                                    mode="dense")
-        return {h.record_id: max(0.0, min(1.0, float(h.score))) for h in hits}
+                                    mode="dense", rerank=False)
+        cosine = {h.record_id: max(0.0, min(1.0, float(h.score))) for h in hits}
+        reranker = getattr(self.searcher, "reranker", None)
+        if reranker is None:
+            return cosine
+        top = hits[:2 * int(getattr(self.searcher, "rerank_depth", 30))]
+        read = dict(zip((h.record_id for h in top),
+                        reranker.score(query, [f"{h.title} {h.passage}".strip() for h in top])))
+        return {rid: 0.5 * c + 0.5 * read.get(rid, 0.0) for rid, c in cosine.items()}
 
 
 def catalog_mark(catalog: Catalog) -> tuple[int, dt.datetime | None]:

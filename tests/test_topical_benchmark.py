@@ -95,8 +95,8 @@ def test_shared_topical_benchmark_has_both_families(shared_data: Path) -> None:
 
 
 def test_retrieval_suite_drops_the_excluded_source(tmp_path: Path) -> None:
-    from eval.suites.retrieval import evaluate_rankings, per_family
     from eval.datasets.beir import BeirDataset
+    from eval.suites.retrieval import evaluate_rankings, per_family
 
     data = BeirDataset("t", {"a": {"title": "", "text": ""}}, {"q": "x"}, {"q": {"b": 1}},
                        query_meta={"q": {"family": "f", "exclude": ["a"]}})
