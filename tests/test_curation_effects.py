@@ -152,3 +152,43 @@ def test_router_serves_inside_the_api_app_on_its_catalog(world, embedder: Any, t
         assert r.status_code == 200 and r.json()["changed"] == [NEJM]
         assert client.get("/curation/queue", headers=headers).status_code == 200
     assert cur.verdict(NEJM).reason == "via the API app"
+
+
+def test_cli_search_and_record_route_respect_exclusions_before_any_sync(shared_data: Path, tmp_path: Path,
+                                                                         embedder: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #18 item 8: `oncolit search` returned an excluded record until the next sync, and GET /records/{id}
+    served it without saying so."""
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from oncolit.api import create_app
+    from oncolit.cli.common import get_settings
+    from oncolit.cli.main import app
+    from synthesis.llm.none_backend import NoneLLM
+
+    items = parse_pubmed_xml((shared_data / "pubmed" / "real" / "biomcp" / "efetch_citation_22663011.xml").read_bytes())
+    items += [i for i in iter_pubmed_file(shared_data / "pubmed" / "constructed" / "pubmedqa-dev-0001.xml.gz")
+              if i.record.pmid in PUBMEDQA_IDS]
+    settings = Settings(data_dir=tmp_path)
+    with Catalog(settings.resolved_catalog_url) as catalog, open_index(settings, embedder=embedder) as handle:
+        catalog.ingest_batch(items)
+        sync(catalog, handle)
+        cur = Curation(catalog)
+        cur.add_user("boot", "ada", "admin")
+        cur.exclude("ada", [NEJM], "retraction pending")  # after the sync: the index still holds its points
+    monkeypatch.setenv("ONCOLIT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ONCOLIT_SEARCH__RERANKER", "none")
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(app, ["search", QUESTION, "--json", "--limit", "5", "--mode", "sparse"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    found = [r["record_id"] for r in json.loads(out.stdout)["results"]]
+    assert found and NEJM not in found
+    with TestClient(create_app(Settings(data_dir=tmp_path), llm=NoneLLM())) as client:
+        record = client.get(f"/records/{NEJM}").json()
+    assert record["curation"] == {"excluded": True, "reason": "retraction pending"}

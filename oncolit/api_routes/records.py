@@ -16,5 +16,13 @@ router = APIRouter(tags=["records"])
             responses={404: {"description": "No such record", "content": {"application/json": {"example": {
                 "error": "not_found", "detail": "no record 'pubmed:1' in the catalog"}}}}})
 async def get_record(record_id: str, request: Request) -> dict[str, Any]:
-    """Accepts `pubmed:22663011`, `PMID:22663011`, `22663011`, `ctgov:NCT02576665` or `NCT02576665`."""
-    return await in_worker(request, resources(request).catalog.get, normalise_id(record_id))
+    """Accepts `pubmed:22663011`, `PMID:22663011`, `22663011`, `ctgov:NCT02576665` or `NCT02576665`.
+    A record a librarian excluded is still served by id (it is in the catalog) but says so: `curation.excluded`
+    and the reason; search, answers and digests never show it."""
+    return await in_worker(request, _record, resources(request), normalise_id(record_id))
+
+
+def _record(res: Any, rid: str) -> dict[str, Any]:
+    data = res.catalog.get(rid)
+    verdict = res.curation.verdict(rid)
+    return {**data, "curation": {"excluded": verdict.excluded, "reason": verdict.reason or None}}

@@ -140,8 +140,10 @@ def search(
     if rerank and settings.search.reranker == "none":
         raise UsageError("--rerank needs a reranker: set search.reranker to 'shipped' "
                          "(ONCOLIT_SEARCH__RERANKER=shipped) or to an artifact folder")
-    with open_index(settings) as handle:
-        hits = handle.searcher().search(query, filters, limit=limit, mode=mode, rerank=rerank)  # type: ignore[arg-type]
+    from oncolit.resources import open_resources
+
+    with open_resources(settings) as res:  # the curated searcher: a record excluded a second ago is not shown
+        hits = res.searcher.search(query, filters, limit=limit, mode=mode, rerank=rerank)
     rows = [h.as_dict() for h in hits]
     text = "\n\n".join(f"{r['rank']:>2}. {r['record_id']}  score {r['score']:.4f}  {r['title']}\n    {r['passage'][:300]}"
                        for r in rows) or "no matching records"
