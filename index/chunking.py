@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ from typing import Any, Protocol
 
 from ingest.records.article import Article
 from ingest.records.trial import Trial
+
+log = logging.getLogger(__name__)
 
 # Bump when the chunking algorithm changes in a way the config does not show: renames collections.
 CHUNKER_REVISION = 1
@@ -197,6 +200,11 @@ def point_id(record_id: str, version: int, chunk_no: int) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, chunk_id(record_id, version, chunk_no)))
 
 
+# Chunks indexed per record, at most: ~100k word pieces, far above any real abstract or CT.gov study (the catalog
+# already refuses records over 8 MB). One oversized record must not stall a sync for minutes (issue 18, item 4).
+MAX_CHUNKS_PER_RECORD = 400
+
+
 @dataclass(frozen=True)
 class ChunkerConfig:
     """Window and overlap, in word pieces of the embedder's tokenizer.
@@ -252,10 +260,16 @@ class Chunker:
         (grading) are catalog facts the record itself does not carry; they go into the payload."""
         extra = {"excluded": excluded, "design": design, "evidence_level": evidence_level}
         if isinstance(record, Article):
-            return self.chunk_article(record, version, **extra)
-        if isinstance(record, Trial):
-            return self.chunk_trial(record, version, **extra)
-        raise TypeError(f"cannot chunk {type(record).__name__}")
+            chunks = self.chunk_article(record, version, **extra)
+        elif isinstance(record, Trial):
+            chunks = self.chunk_trial(record, version, **extra)
+        else:
+            raise TypeError(f"cannot chunk {type(record).__name__}")
+        if len(chunks) > MAX_CHUNKS_PER_RECORD:
+            log.warning("%s has %d chunks; only the first %d are indexed", record.record_id, len(chunks),
+                        MAX_CHUNKS_PER_RECORD)
+            chunks = chunks[:MAX_CHUNKS_PER_RECORD]
+        return chunks
 
     def chunk_article(self, article: Article, version: int, *, excluded: bool = False,
                       design: str | None = None, evidence_level: int | None = None) -> list[Chunk]:

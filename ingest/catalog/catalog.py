@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.migrations import migrate
-from ingest.errors import CatalogError, MalformedPayload, RecordNotFound
+from ingest.errors import CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
 from ingest.records import Article, Trial
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
@@ -48,6 +48,10 @@ from ingest.source import ParsedItem
 # ValueError/ArithmeticError (pydantic and the standard library on impossible values). Such a
 # record is quarantined; anything else (a bug, the database) still fails the whole batch.
 POISON_ERRORS: tuple[type[Exception], ...] = (MalformedPayload, ValueError, ArithmeticError)
+# The largest record the catalog stores, as its canonical JSON. Real PubMed records are < 100 kB and CT.gov
+# studies with results a few MB at most; a 48 MB "abstract" (six 8 MB sections, each under libxml2's per-node
+# limit) is an attack or a broken upstream, and indexing it alone took minutes and 2 GB: it is quarantined.
+MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -475,6 +479,10 @@ class _Plan:
         meta = describe(record)
         fields = record.model_dump(mode="json")
         fields_json = canonical_json(fields)
+        if len(fields_json) > MAX_RECORD_BYTES:
+            raise InvalidRecord(f"{rid}: the record is {len(fields_json) / 1e6:.1f} MB of text, over the "
+                                f"{MAX_RECORD_BYTES / 1e6:.1f} MB a record may hold; kept raw in quarantine "
+                                "(see `oncolit records quarantine`)")
         digest = hashlib.sha256(fields_json.encode("utf-8")).hexdigest()
         retracted = meta.retracted or rid in self.retraction_targets or rid in self.retracts
         if row is not None and row.content_hash == digest and row.current_version > 0:
