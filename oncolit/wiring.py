@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from synthesis.findings_models.runtime import FindingsModels
     from synthesis.llm.base import LLM
 
+_WARNED: set[str] = set()
 log = logging.getLogger(__name__)
 
 SOURCES = ("pubmed", "ctgov")
@@ -174,8 +175,11 @@ def make_llm_from_settings(settings: Settings, backend: str | None = None, model
     except ModelNotFound as exc:
         if not extractive_if_missing or backend or model:
             raise
-        log.warning("%s; answering extractively (pull the model with `oncolit models pull`, or set "
-                    "ONCOLIT_LLM__BACKEND=none to silence this)", exc)
+        if str(exc) not in _WARNED:  # once per process, however many resources a command opens
+            _WARNED.add(str(exc))
+            log.warning("%s; continuing without a language model: rule-based extraction and grading, "
+                        "extractive answers and overviews (pull the model with `oncolit models pull`, or set "
+                        "ONCOLIT_LLM__BACKEND=none to silence this)", exc)
         return NoneLLM()
 
 

@@ -78,11 +78,16 @@ def test_the_llm_is_always_an_object(isolated_env: Path) -> None:
 
 def test_a_configured_model_never_pulled_degrades_only_where_asked(isolated_env: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from oncolit import wiring
+
+    wiring._WARNED.clear()
     settings = Settings(llm={"backend": "llamacpp", "model": "smollm2-135m"})
     with caplog.at_level(logging.WARNING):
         llm = make_llm_from_settings(settings, extractive_if_missing=True)
+        make_llm_from_settings(settings, extractive_if_missing=True)
     assert isinstance(llm, NoneLLM)
-    assert "answering extractively" in caplog.text and "oncolit models pull smollm2-135m" in caplog.text
+    assert "continuing without a language model" in caplog.text and "oncolit models pull smollm2-135m" in caplog.text
+    assert caplog.text.count("continuing without a language model") == 1  # said once
     with pytest.raises(ModelNotFound, match="not pulled"):
         make_llm_from_settings(settings)  # strict by default (oncolit extract)
     with pytest.raises(ModelNotFound, match="not pulled"):  # asked for by name: never silently degraded
