@@ -518,6 +518,7 @@ def article_payload(article: Article, *, excluded: bool = False, design: str | N
         "mesh": mesh,
         "cancer_sites": _cancer_sites(mesh),
         "publication_types": _lower_unique(article.publication_types),
+        "journal": article.journal.iso_abbreviation or article.journal.title,
         "trial_status": None,
         "phases": [],
         "retracted": article.retracted,

@@ -50,6 +50,7 @@ class RecordHit:
                 "passage": self.passage, "chunk_id": self.chunk_id, "section": self.section,
                 "record_type": p.get("record_type"), "published": p.get("published"), "design": p.get("design"),
                 "evidence_level": p.get("evidence_level"), "trial_status": p.get("trial_status"),
+                "journal": p.get("journal"), "phases": p.get("phases", []),
                 "flags": p.get("flags", [])}
 
 

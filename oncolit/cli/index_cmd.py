@@ -102,6 +102,32 @@ def _verify_text(found: Any, after: Any) -> str:
     return "\n".join(lines)
 
 
+def record_link(record_id: str) -> str:
+    """Where a person reads the record: PubMed or ClinicalTrials.gov."""
+    kind, _, ident = record_id.partition(":")
+    if kind == "pubmed" and ident.isdigit():
+        return f"https://pubmed.ncbi.nlm.nih.gov/{ident}/"
+    if kind == "ctgov":
+        return f"https://clinicaltrials.gov/study/{ident}"
+    return record_id
+
+
+def hit_text(r: dict[str, Any]) -> str:
+    """One result for a person: rank, title, year · journal · design · level, a 0-1 relevance when the reranker
+    read it, the passage, and a link. The raw fusion score is only in --json (its scale means nothing)."""
+    from oncolit.cli.terminal import safe_text
+
+    facts = [str(r["published"])[:4] if r.get("published") else None, r.get("journal"),
+             (r.get("design") or "").replace("_", " ") or None,
+             f"level {r['evidence_level']}" if r.get("evidence_level") is not None else "not graded",
+             r.get("trial_status"), "/".join(r.get("phases") or []) or None,
+             f"relevance {r['relevance']:.2f}" if r.get("relevance") is not None else None]
+    head = f"{r['rank']:>2}. {safe_text(r['title'] or '(no title)')}"
+    return "\n".join([head, "    " + " · ".join(safe_text(str(f)) for f in facts if f),
+                      "    " + safe_text(r["passage"][:300]),
+                      f"    {r['record_id']}  {record_link(r['record_id'])}"])
+
+
 def search(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
     type_: str = typer.Option(None, "--type", help="article or trial."),
@@ -145,6 +171,5 @@ def search(
     with open_resources(settings) as res:  # the curated searcher: a record excluded a second ago is not shown
         hits = res.searcher.search(query, filters, limit=limit, mode=mode, rerank=rerank)
     rows = [h.as_dict() for h in hits]
-    text = "\n\n".join(f"{r['rank']:>2}. {r['record_id']}  score {r['score']:.4f}  {r['title']}\n    {r['passage'][:300]}"
-                       for r in rows) or "no matching records"
+    text = "\n\n".join(hit_text(r) for r in rows) or "no matching records"
     emit({"query": query, "results": rows}, as_json, text)
