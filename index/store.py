@@ -166,6 +166,11 @@ class Store(Protocol):
 
     def delete(self, point_ids: Sequence[str]) -> None: ...
 
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Set `payload`'s keys on each point (other keys and both vectors stay as they are): how derived
+        fields such as the grade are refreshed without re-embedding. Ids not in the collection are ignored."""
+        ...
+
     def delete_record(self, record_id: str) -> None:
         """Delete every point whose payload `record_id` matches, whatever its version."""
         ...
