@@ -81,7 +81,8 @@ class SearchFilter:
 
     Retracted and librarian-excluded records are left out unless asked for: evidence that must not
     be cited should not be retrieved by accident. Dates are inclusive. `evidence_level` counts from 1
-    (strongest); `max_evidence_level=2` keeps levels 1 and 2 and drops ungraded records.
+    (strongest): the number of the grading rung (1a and 1b are 1; see synthesis/GRADING.md), written
+    by the sync's annotator; `max_evidence_level=2` keeps levels 1 and 2 and drops ungraded records.
     """
 
     record_types: tuple[str, ...] = ()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from index.search import Searcher
     from index.sparse import BM25Encoder
     from index.store import Store
+    from index.sync import Annotator
     from synthesis.findings_models.answer_head import AnswerHead
     from synthesis.findings_models.answerer import AnswerModel
     from synthesis.findings_models.runtime import FindingsModels
@@ -57,7 +58,8 @@ def open_source(name: str, settings: Settings) -> Iterator[Source]:
 @dataclass
 class IndexHandle:
     """Everything the index needs, built from settings: the store (collection opened), the embedder,
-    the chunker matched to the embedder's window, and the sparse encoder."""
+    the chunker matched to the embedder's window, the sparse encoder, and the annotator that grades
+    each record for the payload filters (the index may not import synthesis, so it travels here)."""
 
     store: Store
     embedder: ChunkingEmbedder
@@ -65,6 +67,7 @@ class IndexHandle:
     encoder: BM25Encoder
     collection: str
     state_path: Path
+    annotator: Annotator
 
     def searcher(self) -> Searcher:
         from index.search import Searcher
@@ -104,6 +107,14 @@ def make_store(settings: Settings) -> Store:
     raise ConfigError(f"unknown index backend {ix.backend!r}; choose edge or qdrant")
 
 
+def make_annotator() -> Annotator:
+    """The grader every sync path fills `design` and `evidence_level` from: the rules-based grade (no
+    LLM, no findings models), whose fingerprint tells the sync when stored grades are stale."""
+    from synthesis.index_grades import GradeAnnotator
+
+    return GradeAnnotator()
+
+
 @contextmanager
 def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) -> Iterator[IndexHandle]:
     """Open (creating if needed) the collection that matches the embedder and chunking settings. An
@@ -124,7 +135,7 @@ def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) 
     try:
         store.ensure_collection(name, embedder.dim)
         yield IndexHandle(store, embedder, chunker, encoder, name,
-                          settings.data_dir / "index-state" / f"{name}.json")
+                          settings.data_dir / "index-state" / f"{name}.json", make_annotator())
     finally:
         store.close()
         if own_embedder and hasattr(embedder, "close"):
