@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +85,7 @@ class SyncReport:
     cursor_after_id: str = ""
     grading: str = ""  # the fingerprint of the annotator the payloads now hold
     stopped: bool = False  # a stop was requested before the catalog was caught up (the rest waits)
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in vars(self).items() if k != "seconds"}
