@@ -81,7 +81,8 @@ class SearchFilter:
 
     Retracted and librarian-excluded records are left out unless asked for: evidence that must not
     be cited should not be retrieved by accident. Dates are inclusive. `evidence_level` counts from 1
-    (strongest); `max_evidence_level=2` keeps levels 1 and 2 and drops ungraded records.
+    (strongest): the number of the grading rung (1a and 1b are 1; see synthesis/GRADING.md), written
+    by the sync's annotator; `max_evidence_level=2` keeps levels 1 and 2 and drops ungraded records.
     """
 
     record_types: tuple[str, ...] = ()
@@ -165,6 +166,11 @@ class Store(Protocol):
         ...
 
     def delete(self, point_ids: Sequence[str]) -> None: ...
+
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Set `payload`'s keys on each point (other keys and both vectors stay as they are): how derived
+        fields such as the grade are refreshed without re-embedding. Ids not in the collection are ignored."""
+        ...
 
     def delete_record(self, record_id: str) -> None:
         """Delete every point whose payload `record_id` matches, whatever its version."""

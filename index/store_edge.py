@@ -14,6 +14,8 @@ write-ahead log; reopening it is a load, not a rebuild. Facts this module relies
   `optimize()` after a bulk sync.
 - boolean payload values cannot be matched (a Python `True` reaches the engine as the integer 1), so
   the retracted/excluded filters test a keyword list (`flags`) instead, on both backends;
+- `set_payload` with an id the shard does not hold fails after updating the ids before it, so the
+  known ids are looked up (`retrieve`) first;
 - Errors come back as plain `Exception` with a message; they are mapped to `StoreError` here.
 """
 
@@ -148,6 +150,22 @@ class EdgeStore:
     def delete(self, point_ids: Sequence[str]) -> None:
         if point_ids:
             self._run(lambda s: s.update(qe.UpdateOperation.delete_points(list(point_ids))))
+
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if not point_ids:
+            return
+        known = sorted(self._existing(point_ids))  # an unknown id fails the operation halfway through
+        for start in range(0, len(known), _BATCH):
+            batch = known[start:start + _BATCH]
+            self._run(lambda s, batch=batch: s.update(qe.UpdateOperation.set_payload(batch, dict(payload))))
+
+    def _existing(self, point_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(point_ids), _BATCH):
+            batch = list(point_ids[start:start + _BATCH])
+            found.update(str(r.id) for r in self._run(
+                lambda s, batch=batch: s.retrieve(batch, with_payload=False, with_vector=False)))
+        return found
 
     def delete_record(self, record_id: str) -> None:
         flt = qe.Filter(must=[qe.FieldCondition("record_id", match=qe.MatchValue(record_id))])

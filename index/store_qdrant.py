@@ -139,6 +139,16 @@ class QdrantStore:
             selector = models.PointIdsList(points=list(point_ids))
             self._run(lambda c: c.delete(self._name, points_selector=selector, wait=True))
 
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        ids = list(point_ids)
+        for start in range(0, len(ids), _BATCH):
+            # An unknown id fails the call (the server: not found; local mode: KeyError): keep the known ones.
+            known = [str(r.id) for r in self._run(lambda c, at=start: c.retrieve(
+                self._name, ids[at:at + _BATCH], with_payload=False, with_vectors=False))]
+            if known:
+                self._run(lambda c, known=known: c.set_payload(self._name, payload=dict(payload), points=known,
+                                                               wait=True))
+
     def delete_record(self, record_id: str) -> None:
         selector = models.FilterSelector(filter=_record_filter(record_id))
         self._run(lambda c: c.delete(self._name, points_selector=selector, wait=True))

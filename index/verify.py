@@ -11,9 +11,11 @@ module does not trust it: it compares the whole collection with what a clean reb
   retrievable (a deleted record that stays searchable gets quoted and cited by `ask`), and neither
   may records the catalog does not hold at all.
 
-Expected point ids come from the chunker (cheap: no embedding), so equal ids mean the index equals
-a rebuild. Repair re-syncs the missing and mismatched records through the sync's own step and
-deletes leaked points; the cursor is left alone.
+Expected point ids come from the chunker (cheap: no embedding, no grading: ids do not depend on the
+payload), so equal ids mean the index holds a rebuild's points. Their design and level are checked
+through the grading fingerprint the sync saved (`grading_stale`: the payloads hold another grader's
+answers, or nobody's). Repair re-syncs the missing and mismatched records through the sync's own
+step, refreshes stale grades in place and deletes leaked points; the cursor is left alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from index.sync import Annotator, SyncReport, is_live, rules_annotator, sync_rows
+from index.sync import Annotator, SyncReport, is_live, load_grading, refresh_annotations, save_grading, sync_rows
 from ingest.catalog import Catalog
 
 LeakReason = Literal["deleted", "retracted", "excluded", "not_in_catalog"]
@@ -57,11 +59,13 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)  # live records without a single point
     mismatched: list[Mismatch] = field(default_factory=list)
     leaked: list[Leak] = field(default_factory=list)
+    grading_stale: bool = False  # the points' design / level are not the current grader's
+    grading: str = ""  # the current grader's fingerprint
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.mismatched or self.leaked)
+        return not (self.missing or self.mismatched or self.leaked or self.grading_stale)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -71,12 +75,14 @@ class VerifyReport:
 
 
 def verify(catalog: Catalog, handle: Any, *, is_excluded: Callable[[str], bool] = lambda _rid: False,
-           annotate: Annotator = rules_annotator) -> VerifyReport:
-    """Compare `handle`'s collection with the catalog; changes nothing."""
+           annotate: Annotator | None = None) -> VerifyReport:
+    """Compare `handle`'s collection with the catalog; changes nothing. `annotate` defaults to the handle's."""
     started = time.perf_counter()
-    report = VerifyReport(collection=handle.collection)
+    annotate = annotate if annotate is not None else handle.annotator
+    report = VerifyReport(collection=handle.collection, grading=annotate.fingerprint)
     indexed = handle.store.points_by_record()
     report.points_checked = sum(len(points) for points in indexed.values())
+    report.grading_stale = bool(indexed) and load_grading(handle.state_path) != annotate.fingerprint
     live_rows: dict[str, dict[str, Any]] = {}
     for rows in catalog.changed_since(0, batch_size=2000, after_id=""):
         for row in rows:
@@ -98,9 +104,7 @@ def verify(catalog: Catalog, handle: Any, *, is_excluded: Callable[[str], bool] 
         if not held:
             report.missing.append(rid)
             continue
-        design, level = annotate(record)
-        expected = {c.point_id for c in handle.chunker.chunk(record, row["current_version"], design=design,
-                                                             evidence_level=level)}
+        expected = {c.point_id for c in handle.chunker.chunk(record, row["current_version"])}
         if held != expected:
             report.mismatched.append(Mismatch(rid, row["current_version"], len(expected),
                                               len(held - expected), len(expected - held)))
@@ -112,9 +116,11 @@ def verify(catalog: Catalog, handle: Any, *, is_excluded: Callable[[str], bool] 
 
 def repair(catalog: Catalog, handle: Any, found: VerifyReport, *,
            is_excluded: Callable[[str], bool] = lambda _rid: False,
-           annotate: Annotator = rules_annotator) -> SyncReport:
-    """Fix what `verify` found: re-sync missing and mismatched records, delete leaked points."""
-    report = SyncReport(collection=handle.collection, cursor_before=0)
+           annotate: Annotator | None = None) -> SyncReport:
+    """Fix what `verify` found: delete leaked points, refresh stale grades, re-sync missing and
+    mismatched records."""
+    annotate = annotate if annotate is not None else handle.annotator
+    report = SyncReport(collection=handle.collection, cursor_before=0, grading=annotate.fingerprint)
     store = handle.store
     started = time.perf_counter()
     for leak in found.leaked:
@@ -124,12 +130,15 @@ def repair(catalog: Catalog, handle: Any, found: VerifyReport, *,
             report.points_removed += len(ids)
             report.records_removed += 1
     report.seconds["remove"] += time.perf_counter() - started
+    if found.grading_stale:
+        refresh_annotations(catalog, handle, annotate, report)
+        save_grading(handle.state_path, annotate.fingerprint)
     todo = set(found.missing) | {m.record_id for m in found.mismatched}
     if todo:
         rows = [row for batch in catalog.changed_since(0, batch_size=2000, after_id="")
                 for row in batch if row["id"] in todo]
         for start in range(0, len(rows), 256):
             sync_rows(catalog, handle, rows[start:start + 256], report, annotate, is_excluded)
-    if report.points_written:
+    if report.points_written or report.points_regraded:
         store.optimize()
     return report

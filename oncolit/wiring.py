@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from index.search import Reranker, Searcher
     from index.sparse import BM25Encoder
     from index.store import Store
+    from index.sync import Annotator
     from synthesis.findings_models.answer_head import AnswerHead
     from synthesis.findings_models.answerer import AnswerModel
     from synthesis.findings_models.runtime import FindingsModels
@@ -58,7 +59,8 @@ def open_source(name: str, settings: Settings) -> Iterator[Source]:
 @dataclass
 class IndexHandle:
     """Everything the index needs, built from settings: the store (collection opened), the embedder,
-    the chunker matched to the embedder's window, and the sparse encoder."""
+    the chunker matched to the embedder's window, the sparse encoder, and the annotator that grades
+    each record for the payload filters (the index may not import synthesis, so it travels here)."""
 
     store: Store
     embedder: ChunkingEmbedder
@@ -66,6 +68,7 @@ class IndexHandle:
     encoder: BM25Encoder
     collection: str
     state_path: Path
+    annotator: Annotator
     reranker: Reranker | None = None
     rerank_depth: int = 30
 
@@ -114,6 +117,14 @@ def make_store(settings: Settings) -> Store:
     raise ConfigError(f"unknown index backend {ix.backend!r}; choose edge or qdrant")
 
 
+def make_annotator() -> Annotator:
+    """The grader every sync path fills `design` and `evidence_level` from: the rules-based grade (no
+    LLM, no findings models), whose fingerprint tells the sync when stored grades are stale."""
+    from synthesis.index_grades import GradeAnnotator
+
+    return GradeAnnotator()
+
+
 @contextmanager
 def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) -> Iterator[IndexHandle]:
     """Open (creating if needed) the collection that matches the embedder and chunking settings. An
@@ -134,8 +145,8 @@ def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) 
     try:
         store.ensure_collection(name, embedder.dim)
         yield IndexHandle(store, embedder, chunker, encoder, name,
-                          settings.data_dir / "index-state" / f"{name}.json", make_reranker(settings),
-                          settings.search.rerank_depth)
+                          settings.data_dir / "index-state" / f"{name}.json", make_annotator(),
+                          make_reranker(settings), settings.search.rerank_depth)
     finally:
         store.close()
         if own_embedder and hasattr(embedder, "close"):

@@ -170,6 +170,25 @@ def test_points_by_record_lists_every_point_with_its_version(store: Store) -> No
     assert len(listing) == 1299 and sum(map(len, listing.values())) == store.count() == 1301
 
 
+def test_set_payload_changes_those_keys_only_and_keeps_the_vectors(store: Store) -> None:
+    """What a grading refresh does: new `design` / `evidence_level` on existing points, no re-embedding."""
+    store.upsert([point("pubmed:1", n, vec(1, n), f"egfr words {n}", design=None, evidence_level=None, title="t")
+                  for n in range(2)] + [point("pubmed:2", 0, vec(0, 1), "kras words", evidence_level=5)])
+    before = {h.id: h.score for h in store.search(vec(1, 0.5), None, mode="dense", limit=3)}
+    graded = sorted(store.point_ids_for("pubmed:1"))
+    store.set_payload([*graded, point_id("pubmed:9", 1, 0)], {"design": "rct", "evidence_level": 1})  # one unknown
+    store.set_payload([], {"evidence_level": 3})  # a no-op, not an error
+    assert store.count() == 3 and store.point_ids_for("pubmed:9") == set()
+    hits = store.search(vec(1, 0.5), None, mode="dense", limit=3)
+    assert {h.id: h.score for h in hits} == pytest.approx(before)
+    mine = [h.payload for h in hits if h.payload["record_id"] == "pubmed:1"]
+    assert len(mine) == 2 and all(p["design"] == "rct" and p["evidence_level"] == 1 and p["title"] == "t"
+                                  and p["text"].startswith("egfr") for p in mine)
+    top = store.search(vec(1, 0.5), BM25.encode_query("egfr words"), SearchFilter(max_evidence_level=2), limit=3)
+    assert set(ids(top)) == {"pubmed:1"}
+    assert ids(store.search(vec(0, 1), None, SearchFilter(evidence_levels=(5,)), mode="dense")) == ["pubmed:2"]
+
+
 def test_resync_of_new_version_replaces_stale_points(store: Store) -> None:
     """What the catalog sync does: upsert the new version's points, delete ids no longer produced."""
     store.upsert([point("pubmed:1", n, vec(1, n), version=1) for n in range(3)])

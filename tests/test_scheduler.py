@@ -21,6 +21,7 @@ from ingest.replay import ReplayServer
 from ingest.scheduler import InertScheduler, build_scheduler, describe_jobs, job_id, sync_jobs
 from oncolit import jobs
 from oncolit.settings import Settings
+from oncolit.wiring import make_annotator, open_index
 from tests.helpers import ONCOLIT, cli_json, pubmed_env, run_cli
 
 UTC = dt.UTC
@@ -184,3 +185,7 @@ def test_chain_runs_index_sync_after_ingest(tmp_path: Path, monkeypatch: pytest.
         result = jobs.run_search_job("small", settings)
     assert result["status"] == "ok" and result["ingest"]["counts"]
     assert result["index_sync"]["records_indexed"] >= 1 and result["index_sync"]["points_written"] >= 1
+    assert result["index_sync"]["grading"] == make_annotator().fingerprint  # the grader filled the level filters
+    with open_index(settings) as handle:
+        levels = {h.payload.get("evidence_level") for h in handle.searcher().chunks("cancer", limit=50)}
+    assert levels and None not in levels

@@ -45,7 +45,8 @@ class Filters(BaseModel):
     phase: list[str] = Field([], description="Trial phases (PHASE2, PHASE3, ...), any of.")
     language: list[str] = Field([], description="Language codes (eng, fre, ...), any of.")
     site: list[str] = Field([], description="Cancer sites / MeSH terms, any of.")
-    max_level: int | None = Field(None, ge=1, description="Keep evidence levels up to this one (1 = strongest).")
+    max_level: int | None = Field(None, ge=1, description="Keep evidence levels up to this one (1 = strongest; "
+                                  "the number of the grade: 2 keeps 1a-2b).")
     include_retracted: bool = Field(False, description="Also draw on retracted records (flagged).")
 
     def search_filter(self) -> SearchFilter:

@@ -40,9 +40,11 @@ def run_sync(*, full: bool = False) -> dict[str, Any]:
 
 
 def _text(d: dict[str, Any]) -> str:
+    regraded = (f"; regraded {d['records_regraded']} records in place ({d['points_regraded']} points, grading "
+                f"{d['grading']})" if d["records_regraded"] else "")
     return (f"{d['collection']}: indexed {d['records_indexed']} records ({d['points_written']} points), removed "
-            f"{d['records_removed']} records ({d['points_removed']} points); {d['points_total']} points in all; "
-            f"{d['timings']['total']}s")
+            f"{d['records_removed']} records ({d['points_removed']} points){regraded}; {d['points_total']} points "
+            f"in all; {d['timings']['total']}s")
 
 
 @app.command("sync")
@@ -63,7 +65,8 @@ def rebuild(as_json: bool = JsonOpt) -> None:
 def verify(repair: bool = typer.Option(False, "--repair", help="Re-sync missing records, delete leaked points."),
            as_json: bool = JsonOpt) -> None:
     """Compare the whole index with the catalog: records without their points, points of deleted,
-    retracted, excluded or unknown records. Exits 4 if they disagree (0 once --repair fixed it).
+    retracted, excluded or unknown records, grades written by another grading. Exits 4 if they
+    disagree (0 once --repair fixed it).
 
     Examples:
       oncolit index verify --json
@@ -97,6 +100,8 @@ def _verify_text(found: Any, after: Any) -> str:
                      f"{m.extra_points} extra")
     for leak in found.leaked:
         lines.append(f"leaked     {leak.record_id} ({leak.reason}): {leak.points} points")
+    if found.grading_stale:
+        lines.append(f"stale      designs and evidence levels are not those of grading {found.grading}")
     if after is not None and not found.ok:
         lines.append("repaired: index and catalog agree" if after.ok else "repair incomplete")
     return "\n".join(lines)
@@ -138,7 +143,8 @@ def search(
     phase: list[str] = typer.Option([], help="Trial phase (PHASE2, PHASE3, ...); repeatable."),
     language: list[str] = typer.Option([], help="Language code (eng, fre, ...); repeatable."),
     site: list[str] = typer.Option([], help="Cancer site / MeSH term; repeatable."),
-    max_level: int = typer.Option(None, help="Keep evidence levels up to this one (1 = strongest)."),
+    max_level: int = typer.Option(None, min=1, help="Keep evidence levels up to this one (1 = strongest; the "
+                                  "number of the grade: 2 keeps 1a-2b). Drops ungraded records."),
     include_retracted: bool = typer.Option(False, help="Also return retracted records."),
     mode: str = typer.Option("hybrid", help="hybrid, dense or sparse."),
     rerank: bool = typer.Option(None, "--rerank/--no-rerank", help="Reorder the top records with the trained "
