@@ -21,7 +21,7 @@ from oncolit.settings import Settings
 from oncolit.wiring import make_embedder, open_index
 from tests.test_index_sync import QUESTIONS, _items
 
-DISTRACTORS = 24
+DISTRACTORS = 12  # the engine takes ~0.6 s a chunk on a busy core: keep the corpus to ~50 chunks
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def e5_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def embedder(e5_settings: Settings) -> Iterator[Any]:
-    emb = make_embedder(e5_settings)
+    emb: Any = make_embedder(e5_settings)
     yield emb
     emb.close()
 
