@@ -8,7 +8,8 @@ statistics stay right after deletes. What is left for us:
 - a deterministic tokenizer that keeps biomedical tokens intact ("her2", "pd-l1", "t790m", "5-fu",
   "0.5") and also emits their parts, so "PD-L1", "PD L1" and "pd-l1" queries meet;
 - document weights saturated in term frequency and normalised by length (BM25's k1 and b);
-- query weights of 1 per distinct term (the IDF is applied by the engine);
+- query weights of 1 per distinct term (the IDF is applied by the engine), and lower ones for the
+  synonyms `index.expansion` adds;
 - a stable token -> uint32 index (a hash, so no vocabulary file has to be kept in step).
 """
 
@@ -102,9 +103,17 @@ class BM25Encoder:
         return SparseVector.from_weights(
             {idx: tf * (self.k1 + 1.0) / (tf + norm) for idx, tf in counts.items()})
 
-    def encode_query(self, text: str) -> SparseVector:
-        """One per distinct term: repeating a word in a query should not outweigh a rarer one."""
-        return SparseVector.from_weights({token_index(t): 1.0 for t in tokenize(text)})
+    def encode_query(self, text: str, extra: Iterable[tuple[str, float]] = ()) -> SparseVector:
+        """One per distinct term: repeating a word in a query should not outweigh a rarer one.
+
+        `extra`: (text, weight) pairs whose tokens are added at that weight (below 1: synonyms from
+        `index.expansion`); a token the query spells keeps 1, one added twice keeps its larger weight."""
+        weights = {token_index(t): 1.0 for t in tokenize(text)}
+        for added, weight in extra:
+            for t in tokenize(added):
+                idx = token_index(t)
+                weights[idx] = max(weights.get(idx, 0.0), min(weight, 1.0))
+        return SparseVector.from_weights(weights)
 
     def encode_documents(self, texts: Iterable[str]) -> list[SparseVector]:
         return [self.encode_document(t) for t in texts]
