@@ -22,6 +22,9 @@ new rubric, new classifier weights) the fingerprint differs and the next sync re
 and level of every point in place (`Store.set_payload`: no chunking, no embedding) before it syncs
 what changed. A state file without a fingerprint (written before there was one, when levels were
 never filled) reads as "graded by nobody", so that first sync fills them.
+
+A handle with a `synonyms` table (`index.expansion.SynonymTable`, the query-expansion vocabulary) has it
+brought up to the catalog too, after the points, on its own cursor (so it catches up by itself).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class SyncReport:
     cursor_after_id: str = ""
     grading: str = ""  # the fingerprint of the annotator the payloads now hold
     stopped: bool = False  # a stop was requested before the catalog was caught up (the rest waits)
+    synonym_records: int = 0  # records whose synonym pairs were (re)read
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def as_dict(self) -> dict[str, Any]:
@@ -176,6 +180,12 @@ def sync(catalog: Catalog, handle: Any, *, batch_size: int = 256, annotate: Anno
         started = time.perf_counter()
         store.optimize()  # Qdrant Edge builds its HNSW graph only when asked (payload updates move points too)
         report.seconds["optimize"] += time.perf_counter() - started
+    synonyms = getattr(handle, "synonyms", None)
+    if synonyms is not None and not report.stopped:
+        started = time.perf_counter()
+        report.synonym_records = synonyms.follow(catalog, is_live=lambda row: is_live(row, is_excluded),
+                                                 batch_size=batch_size, should_stop=should_stop)
+        report.seconds["synonyms"] += time.perf_counter() - started
     return report
 
 
@@ -267,4 +277,6 @@ def rebuild(catalog: Catalog, handle: Any, **kwargs: Any) -> SyncReport:
     handle.store.drop_collection(handle.collection)
     handle.store.ensure_collection(handle.collection, handle.embedder.dim)
     save_cursor(handle.state_path, SyncCursor(), grading=annotate.fingerprint)
+    if getattr(handle, "synonyms", None) is not None:
+        handle.synonyms.reset()
     return sync(catalog, handle, **kwargs)

@@ -52,12 +52,22 @@ class IndexSettings(BaseModel):
 
 
 class SearchSettings(BaseModel):
-    """How queries are answered after the first stage. `reranker`: "shipped" (the trained cross-encoder in
-    synthesis/rerank/artifacts), "none" (first stage only) or an artifact folder."""
+    """How queries are answered: expansion before the first stage, reranking after it. `reranker`: "shipped" (the
+    trained cross-encoder in synthesis/rerank/artifacts), "none" (first stage only) or an artifact folder."""
 
     reranker: str = Field("none", description="shipped | none | a reranker artifact folder.")
     rerank_depth: int = Field(30, ge=1, le=200, description="First-stage records the reranker reorders.")
     rerank_threads: int | None = Field(None, ge=1, description="Torch threads for the reranker (default: torch's).")
+    expand_queries: bool = Field(False, description="Add synonyms the catalog's records define (abbreviations, CT.gov "
+                                                    "intervention names, MeSH) to queries (index.expansion); "
+                                                    "`oncolit search --expand/--no-expand` overrides it.")
+    expand_dense: bool = Field(False, description="Also embed the query with its synonyms (else only BM25 gets them).")
+    expansion_weight: float = Field(0.5, gt=0, le=1, description="Query weight of a synonym's tokens (the query's own "
+                                                                 "are 1), times its share, over sqrt(its tokens).")
+    expansion_min_records: int = Field(1, ge=1, description="Records that must state a synonym pair before it is used.")
+    expansion_min_share: float = Field(0.2, ge=0, le=1, description="Least share of a term's records that pair it "
+                                                                    "with a synonym (drops rare readings of "
+                                                                    "ambiguous abbreviations).")
 
 
 class EmbeddingSettings(BaseModel):

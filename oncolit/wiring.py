@@ -25,6 +25,7 @@ from oncolit.settings import Settings
 if TYPE_CHECKING:
     from index.chunking import Chunker
     from index.embedder import ChunkingEmbedder
+    from index.expansion import QueryExpander, SynonymTable
     from index.search import Reranker, Searcher
     from index.sparse import BM25Encoder
     from index.store import Store
@@ -60,8 +61,10 @@ def open_source(name: str, settings: Settings) -> Iterator[Source]:
 @dataclass
 class IndexHandle:
     """Everything the index needs, built from settings: the store (collection opened), the embedder,
-    the chunker matched to the embedder's window, the sparse encoder, and the annotator that grades
-    each record for the payload filters (the index may not import synthesis, so it travels here)."""
+    the chunker matched to the embedder's window, the sparse encoder, the annotator that grades
+    each record for the payload filters (the index may not import synthesis, so it travels here), and the
+    synonym table that sync keeps beside the cursor (`<data dir>/index-state/<collection>.synonyms.sqlite`)
+    with the expander that reads it."""
 
     store: Store
     embedder: ChunkingEmbedder
@@ -72,10 +75,23 @@ class IndexHandle:
     annotator: Annotator
     reranker: Reranker | None = None
     rerank_depth: int = 30
+    synonyms: SynonymTable | None = None
+    expander: QueryExpander | None = None
+    expand_queries: bool = False
 
     def searcher(self) -> Searcher:
         from index.search import Searcher
-        return Searcher(self.store, self.embedder, self.encoder, self.reranker, self.rerank_depth)
+        return Searcher(self.store, self.embedder, self.encoder, self.reranker, self.rerank_depth, self.expander,
+                        self.expand_queries)
+
+
+def make_expander(settings: Settings, table: SynonymTable) -> QueryExpander:
+    """The query expander over `table`, with the `search.expansion_*` settings (the table loads on first use)."""
+    from index.expansion import ExpansionConfig, QueryExpander
+
+    s = settings.search
+    return QueryExpander(table, ExpansionConfig(weight=s.expansion_weight, min_records=s.expansion_min_records,
+                                                min_share=s.expansion_min_share, dense=s.expand_dense))
 
 
 def make_reranker(settings: Settings) -> Reranker | None:
@@ -134,6 +150,7 @@ def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) 
     """Open (creating if needed) the collection that matches the embedder and chunking settings. An
     `embedder` passed in stays the caller's to close."""
     from index.chunking import Chunker, ChunkerConfig
+    from index.expansion import SynonymTable
     from index.sparse import BM25Encoder
     from index.store import collection_name
 
@@ -146,11 +163,13 @@ def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) 
     encoder = BM25Encoder()
     name = collection_name(embedder.name, embedder.dim, chunker.fingerprint, encoder.fingerprint)
     store = make_store(settings)
+    state_dir = settings.data_dir / "index-state"
+    synonyms = SynonymTable(state_dir / f"{name}.synonyms.sqlite")
     try:
         store.ensure_collection(name, embedder.dim)
-        yield IndexHandle(store, embedder, chunker, encoder, name,
-                          settings.data_dir / "index-state" / f"{name}.json", make_annotator(),
-                          make_reranker(settings), settings.search.rerank_depth)
+        yield IndexHandle(store, embedder, chunker, encoder, name, state_dir / f"{name}.json", make_annotator(),
+                          make_reranker(settings), settings.search.rerank_depth, synonyms,
+                          make_expander(settings, synonyms), settings.search.expand_queries)
     finally:
         store.close()
         if own_embedder and hasattr(embedder, "close"):

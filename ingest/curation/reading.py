@@ -28,10 +28,10 @@ class CuratedSearcher:
         return getattr(self.searcher, name)
 
     def search(self, query: str, filters: Any = None, limit: int = 10, mode: str = "hybrid",
-               rerank: bool | None = None) -> list[Any]:
+               rerank: bool | None = None, expand: bool | None = None) -> list[Any]:
         asked = limit
         for _ in range(OVERFETCH + 1):
-            hits = self.searcher.search(query, filters, asked, mode, rerank=rerank)
+            hits = self.searcher.search(query, filters, asked, mode, rerank=rerank, expand=expand)
             visible = set(self.curation.visible([h.record_id for h in hits]))
             kept = [h for h in hits if h.record_id in visible]
             if len(kept) >= limit or len(hits) < asked:
@@ -39,8 +39,9 @@ class CuratedSearcher:
             asked += (asked - len(kept)) * 2 + limit
         return [_renumber(h, i + 1) for i, h in enumerate(kept[:limit])]
 
-    def chunks(self, query: str, filters: Any = None, limit: int = 10, mode: str = "hybrid") -> list[Any]:
-        hits = self.searcher.chunks(query, filters, limit * 2, mode)
+    def chunks(self, query: str, filters: Any = None, limit: int = 10, mode: str = "hybrid",
+               expand: bool | None = None) -> list[Any]:
+        hits = self.searcher.chunks(query, filters, limit * 2, mode, expand)
         visible = set(self.curation.visible(list({h.payload["record_id"] for h in hits})))
         return [h for h in hits if h.payload["record_id"] in visible][:limit]
 

@@ -150,6 +150,10 @@ def search(
     rerank: bool = typer.Option(None, "--rerank/--no-rerank", help="Reorder the top records with the trained "
                                                                    "reranker (default: on when search.reranker is "
                                                                    "set, as it is out of the box)."),
+    expand: bool = typer.Option(None, "--expand/--no-expand", help="Add synonyms the catalog's records define "
+                                                                   "(NSCLC <-> non-small cell lung cancer, brand <-> "
+                                                                   "generic names) to the query (default: the "
+                                                                   "search.expand_queries setting)."),
     limit: int = typer.Option(10, help="How many records."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -158,6 +162,7 @@ def search(
     Examples:
       oncolit search "adjuvant pembrolizumab melanoma" --type article --since 2020-01-01
       oncolit search "EGFR exon 19 deletion osimertinib" --type trial --status RECRUITING --json
+      oncolit search "non-small cell lung cancer" --mode sparse --expand --json   # "expansions" lists what was added
     """
     if mode not in ("hybrid", "dense", "sparse"):
         raise typer.BadParameter("--mode is hybrid, dense or sparse")
@@ -175,7 +180,10 @@ def search(
     from oncolit.resources import open_resources
 
     with open_resources(settings) as res:  # the curated searcher: a record excluded a second ago is not shown
-        hits = res.searcher.search(query, filters, limit=limit, mode=mode, rerank=rerank)
+        added = res.searcher.expansions(query, expand, mode)
+        hits = res.searcher.search(query, filters, limit=limit, mode=mode, rerank=rerank, expand=expand)
     rows = [h.as_dict() for h in hits]
     text = "\n\n".join(hit_text(r) for r in rows) or "no matching records"
-    emit({"query": query, "results": rows}, as_json, text)
+    if added:
+        text = "also searched: " + "; ".join(f"{e.matched} -> {e.synonym}" for e in added) + "\n\n" + text
+    emit({"query": query, "expansions": [e.as_dict() for e in added], "results": rows}, as_json, text)
