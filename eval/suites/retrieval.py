@@ -13,6 +13,13 @@ query then runs through `Searcher.search` — the product's retrieval path (chun
 each mode, asking for 100 records. Latency is per query and mode: the search plus, for dense and hybrid, the
 query's embedding (done once per query with the uncached embedder, timed, and reused by both modes).
 
+Query expansion (`index.expansion`): the sync that builds the index also builds its synonym table from the corpus
+(`index.sync.sync`, as in the product), and a mode ending in "+expand" searches with the synonyms
+(`Searcher.search(expand=True)`, weights and thresholds from the `search.expansion_*` settings); the plain modes
+search without them, whatever `search.expand_queries` says, so one run compares both. "sparse+expand" and
+"hybrid+expand" run by default ("dense+expand" too when `search.expand_dense` is set); "+rerank" composes
+("hybrid+expand+rerank"). An expanded dense query is embedded inside the search, so its time is in the search's.
+
 `--limit N` keeps the first N judged queries; the corpus is then cut to `--corpus-size` documents (default
 max(100, 10 N)), always keeping the documents judged for the kept queries, so small runs stay meaningful but are
 easier than the full corpus: only full runs give numbers to quote.
@@ -91,15 +98,34 @@ def timed_searcher(handle: Any, reranker: Any = None, depth: int = 30) -> tuple[
     from index.search import Searcher
 
     embedder = QueryEmbedder(getattr(handle.embedder, "inner", handle.embedder))
-    return Searcher(handle.store, embedder, handle.encoder, reranker, depth), embedder  # type: ignore[arg-type]
+    searcher = Searcher(handle.store, embedder, handle.encoder, reranker, depth,  # type: ignore[arg-type]
+                        getattr(handle, "expander", None), expand=False)
+    return searcher, embedder
 
 
 RERANK = "+rerank"
+EXPAND = "+expand"
 
 
-def split_mode(mode: str) -> tuple[str, bool]:
-    """"hybrid+rerank" -> ("hybrid", True): the first-stage mode and whether the reranker reorders it."""
-    return (mode[:-len(RERANK)], True) if mode.endswith(RERANK) else (mode, False)
+def split_mode(mode: str) -> tuple[str, bool, bool]:
+    """"hybrid+expand+rerank" -> ("hybrid", True, True): the first-stage mode, whether the reranker reorders it,
+    and whether the query is expanded with synonyms."""
+    rerank = mode.endswith(RERANK)
+    mode = mode[:-len(RERANK)] if rerank else mode
+    expand = mode.endswith(EXPAND)
+    return (mode[:-len(EXPAND)] if expand else mode), rerank, expand
+
+
+def expansion_info(handle: Any, queries: dict[str, str]) -> dict[str, Any]:
+    """The synonym table the sync built, and how many queries it expanded (with a few examples)."""
+    expander = getattr(handle, "expander", None)
+    if expander is None:
+        return {}
+    vocab = expander.vocabulary()
+    expanded = {qid: [e.as_dict() for e in expander.expand(text)] for qid, text in queries.items()}
+    expanded = {qid: found for qid, found in expanded.items() if found}
+    return {"terms": len(vocab.links), "queries_expanded": len(expanded), "queries": len(queries),
+            "config": vars(expander.config), "examples": dict(list(expanded.items())[:20])}
 
 
 def evaluate_rankings(rankings: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -137,13 +163,16 @@ def pr_by_cutoff(rankings: dict[str, list[str]], qrels: dict[str, dict[str, int]
 
 def run(options: RunOptions, *, corpus_size: int | None = None, split: str = "test", ei_split: str = "all",
         modes: tuple[str, ...] | None = None, save_beir: bool = True) -> SuiteResult:
-    """`modes`: default dense, sparse, hybrid, and hybrid+rerank when a reranker is configured (search.reranker)."""
+    """`modes`: default dense, sparse, hybrid, sparse+expand, hybrid+expand (and dense+expand with
+    search.expand_dense), and hybrid+rerank, hybrid+expand+rerank when a reranker is configured (search.reranker)."""
     from eval.datasets.records import article, doc_id_of
     from oncolit.wiring import make_reranker
 
     reranker = make_reranker(options.settings)
     if modes is None:
-        modes = MODES + (("hybrid" + RERANK,) if reranker is not None else ())
+        expanded = (("dense" + EXPAND,) if options.settings.search.expand_dense else ()) + (
+            "sparse" + EXPAND, "hybrid" + EXPAND)
+        modes = MODES + expanded + (("hybrid" + RERANK, "hybrid" + EXPAND + RERANK) if reranker is not None else ())
     if any(split_mode(m)[1] for m in modes) and reranker is None:
         raise ValueError("a +rerank mode needs a reranker: set search.reranker (ONCOLIT_SEARCH__RERANKER)")
 
@@ -168,19 +197,24 @@ def run(options: RunOptions, *, corpus_size: int | None = None, split: str = "te
                 embed_seconds.append(query_embedder.prepare(text))
                 exclude = set(data.query_meta.get(qid, {}).get("exclude", []))
                 for mode in modes:
-                    base, rerank = split_mode(mode)
+                    base, rerank, expand = split_mode(mode)
                     started = time.perf_counter()
                     hits = searcher.search(text, limit=DEPTH + len(exclude), mode=base,  # type: ignore[arg-type]
-                                           rerank=rerank)
+                                           rerank=rerank, expand=expand)
                     spent = time.perf_counter() - started
-                    latencies[mode].append(spent + (embed_seconds[-1] if base != "sparse" else 0.0))
+                    # The prepared embedding is the plain query's; an expanded dense query is embedded (its own
+                    # text) inside the search, so its time is already in `spent`.
+                    own_embedding = (base != "sparse" and expand and searcher.expander is not None
+                                     and searcher.expander.config.dense and bool(searcher.expansions(text, True, base)))
+                    reused = base != "sparse" and not own_embedding
+                    latencies[mode].append(spent + (embed_seconds[-1] if reused else 0.0))
                     ranked = [doc_id_of(h.record_id) for h in hits]
                     rankings[mode][qid] = [d for d in ranked if d not in exclude][:DEPTH]
         index_info = {"collection": corpus.handle.collection, "points": corpus.handle.store.count(),
                       "embedder": getattr(corpus.handle.embedder, "name", None),
                       "reranker": getattr(reranker, "name", None),
                       "rerank_depth": options.settings.search.rerank_depth, "ingest": corpus.ingest,
-                      "sync": corpus.sync}
+                      "sync": corpus.sync, "expansion": expansion_info(corpus.handle, data.queries)}
     by_mode = {m: {**evaluate_rankings(rankings[m], data.qrels), "latency": M.latency_summary(latencies[m])}
                for m in modes}
     by_family = per_family(rankings, data)
