@@ -305,17 +305,19 @@ class QueryExpander:
                 i += 1
 
     def expand(self, query: str) -> list[Expansion]:
-        """Synonyms to add, at most `max_synonyms` per matched term; none already spelled in the query."""
+        """Synonyms to add, at most `max_synonyms` per matched term, each once; none already spelled in the query."""
         vocab = self.vocabulary()
         if not vocab.links:
             return []
         in_query = set(tokenize(query))
         out: list[Expansion] = []
+        added: set[str] = set()
         for cased, key in self._matches(query, vocab):
             for link in vocab.links[key]:
                 tokens = [t for t in dict.fromkeys(tokenize(link.text)) if t not in in_query]
-                if not tokens:
-                    continue
+                if not tokens or link.key in added:
+                    continue  # spelled in the query already, or added for an earlier mention
+                added.add(link.key)
                 weight = self.config.weight * link.share / math.sqrt(len(tokens))
                 out.append(Expansion(cased, link.text, link.kind, link.records, link.share, weight))
         return out

@@ -110,6 +110,7 @@ def test_table_follows_revisions_and_deletions(tmp_path: Path) -> None:
             ("non-small cell lung cancer", "NSCLC", ABBREVIATION, 1)]
         assert found[0].weight == 0.5
         assert [e.synonym for e in expander.expand("NSCLC brain metastases")] == ["non-small cell lung cancer"]
+        assert [e.synonym for e in expander.expand("NSCLC or NSCLC")] == ["non-small cell lung cancer"]  # once
         assert [e.synonym for e in expander.expand("nsclc")] == ["non-small cell lung cancer"]  # lower-case query
         assert expander.expand("all patients with melanoma") == []  # "all" is not "ALL"
         assert [e.synonym for e in expander.expand("ALL in children")] == ["Acute lymphoblastic leukemia"]
@@ -179,3 +180,11 @@ def test_search_cli_expands_from_synced_records(shared_data: Path, isolated_env:
     text = run_cli("search", "non-small cell lung cancer", "--mode", "sparse", "--expand").stdout
     assert text.startswith("also searched: non-small cell lung cancer -> NSCLC")
     assert json.loads(json.dumps(expanded))  # the JSON is plain data
+
+
+def test_retrieval_suite_modes_compose() -> None:
+    from eval.suites.retrieval import split_mode
+
+    assert split_mode("hybrid+expand+rerank") == ("hybrid", True, True)
+    assert split_mode("sparse+expand") == ("sparse", False, True)
+    assert split_mode("hybrid+rerank") == ("hybrid", True, False)
