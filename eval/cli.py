@@ -67,9 +67,10 @@ def retrieval(
                                                                         "always; default max(100, 10 × limit))."),
     split: str = typer.Option("test", "--split", help="qrels split of a BEIR folder."),
     ei_split: str = typer.Option("all", "--ei-split", help="Evidence Inference prompts: all, train or validation."),
-    mode: list[str] = typer.Option([], "--mode", help="dense, sparse, hybrid or any of them + '+rerank' "
-                                                      "(repeatable; default dense, sparse, hybrid and, with a "
-                                                      "reranker configured, hybrid+rerank)."),
+    mode: list[str] = typer.Option([], "--mode", help="dense, sparse, hybrid, each optionally + '+expand' "
+                                                      "(query synonyms) then + '+rerank' (repeatable; default "
+                                                      "dense, sparse, hybrid, sparse+expand, hybrid+expand and, with "
+                                                      "a reranker configured, hybrid+rerank, hybrid+expand+rerank)."),
     keep_work: bool = KeepOpt, as_json: bool = JsonOpt,
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10 per search mode on a freshly built index; with the shared data root as
@@ -80,12 +81,14 @@ def retrieval(
       oncolit eval retrieval --dataset ../shared/data/eval/evidence-inference --ei-split validation
       oncolit eval retrieval --dataset path/to/beir/scifact --limit 50
       oncolit eval retrieval --dataset ../shared/data --mode hybrid --mode hybrid+rerank
+      oncolit eval retrieval --dataset /tmp/topical --mode sparse --mode sparse+expand --mode hybrid+expand
     """
     from eval.suites import retrieval as suite
 
     for m in mode:
         if suite.split_mode(m)[0] not in suite.MODES:
-            raise typer.BadParameter(f"unknown mode {m!r}: dense, sparse, hybrid, optionally with +rerank")
+            raise typer.BadParameter(f"unknown mode {m!r}: dense, sparse, hybrid, optionally with +expand and/or "
+                                     "+rerank (in that order)")
     options = _options(dataset, limit, out, "retrieval", keep_work)
     _finish(suite.run(options, corpus_size=corpus_size, split=split, ei_split=ei_split,
                       modes=tuple(mode) or None), options, as_json)
