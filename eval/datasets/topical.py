@@ -83,7 +83,7 @@ class TopicalQuery:
 
 def content_key(text: str) -> frozenset[str]:
     """The words that say what an intervention or outcome is: tokens minus arm/dose words and numbers."""
-    from index.sparse import tokenize
+    from ingest.records.tokens import tokenize
 
     text = re.sub(r"\([^)]*\)", " ", text)  # "(1.2 mg)", "(Group I)"
     return frozenset(t for t in tokenize(text)
