@@ -55,7 +55,7 @@ class SearchSettings(BaseModel):
     """How queries are answered: expansion before the first stage, reranking after it. `reranker`: "shipped" (the
     trained cross-encoder in synthesis/rerank/artifacts), "none" (first stage only) or an artifact folder."""
 
-    reranker: str = Field("none", description="shipped | none | a reranker artifact folder.")
+    reranker: str = Field("shipped", description="shipped | none | a reranker artifact folder.")
     rerank_depth: int = Field(30, ge=1, le=200, description="First-stage records the reranker reorders.")
     rerank_threads: int | None = Field(None, ge=1, description="Torch threads for the reranker (default: torch's).")
     expand_queries: bool = Field(False, description="Add synonyms the catalog's records define (abbreviations, CT.gov "

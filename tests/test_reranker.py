@@ -43,7 +43,8 @@ class WordOverlap:
 class StubFirstStage(Searcher):
     hits: list[RecordHit] | None = None
 
-    def first_stage(self, query: str, filters: Any = None, limit: int = 10, mode: Any = "hybrid") -> list[RecordHit]:
+    def first_stage(self, query: str, filters: Any = None, limit: int = 10, mode: Any = "hybrid",
+                    expand: Any = None) -> list[RecordHit]:
         return (self.hits or [])[:limit]
 
 

@@ -111,6 +111,7 @@ def write_card(artifact: Path, evals: list[Path]) -> Path:
              "## Training", "", f"`oncolit finetune train {config_path(spec)}` (resumable; CPU, CUDA when present).",
              "", "```json", json.dumps(config, indent=1), "```", "",
              f"Confidence temperature (fitted on dev): {spec.get('temperature')}.", "",
+             *([f"Run: {spec['training_note']}.", ""] if spec.get("training_note") else []),
              "## Metrics", "", f"- dev (checkpoint selection): `{json.dumps(spec.get('dev_metrics', {}))}`"]
     for key, run in recorded.items():
         lines += _metrics_lines(key, run)

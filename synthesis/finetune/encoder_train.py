@@ -389,6 +389,14 @@ def train(config: EncoderConfig, say: Any = print) -> Path:
                             if n in trainable or n.startswith(("classify.", "tag."))}, run / "best.pt")
         if step % config.checkpoint_interval == 0:
             _save_checkpoint(ckpt, module, optimizer, step, best, epoch, trainable)
+    if losses:  # stopped by the time budget between evaluations: score the last step too
+        metrics = evaluate(module, dev_set, config, device)
+        log.write(json.dumps({"step": step, "epoch": epoch, "train_loss": sum(losses) / len(losses),
+                              "seconds": round(time.monotonic() - started, 1), **metrics}) + "\n")
+        if metrics["score"] > best:
+            best = metrics["score"]
+            torch.save({n: p.detach().cpu() for n, p in module.state_dict().items()
+                        if n in trainable or n.startswith(("classify.", "tag."))}, run / "best.pt")
     _save_checkpoint(ckpt, module, optimizer, step, best, epoch, trainable)
     log.close()
     if not (run / "best.pt").exists():
