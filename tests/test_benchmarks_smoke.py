@@ -50,3 +50,9 @@ def test_findings_speed(shared_data: Path, tmp_path: Path) -> None:
     result = run_benchmark("findings_speed", tmp_path / "r.json", "--dataset",
                            str(shared_data / "eval" / "evidence-inference"), "--n", "3", "--threads", "1")
     assert result["abstracts"] == 3 and result["rules"]["n"] == 3 and result["ratio_models_to_rules"] > 0
+
+
+def test_rerank_latency(shared_data: Path, tmp_path: Path) -> None:
+    result = run_benchmark("rerank_latency", tmp_path / "r.json", "--data", str(shared_data), "--queries", "2",
+                           "--depths", "5", "--threads", "1")
+    assert {r["what"] for r in result["results"]} == {"rerank@5", "embed_query"}
