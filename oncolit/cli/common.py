@@ -9,17 +9,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ingest.catalog import Catalog
 from ingest.errors import UsageError
 from oncolit.cli.terminal import safe_text
-from oncolit.resources import Resources, open_resources
-from oncolit.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: every command imports this module, few need all of these
+    from rich.progress import Progress
+
+    from ingest.catalog import Catalog
+    from oncolit.resources import Resources
+    from oncolit.settings import Settings
 
 console = Console(stderr=True)
 
@@ -42,6 +45,8 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on std
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    from oncolit.settings import Settings
+
     return Settings()
 
 
@@ -49,6 +54,8 @@ def get_settings() -> Settings:
 def cli_resources(*, backend: str | None = None, model: str | None = None,
                   extractive_if_missing: bool = True) -> Iterator[Resources]:
     """The command's `Resources` from the settings; each is built when first used, all closed at the end."""
+    from oncolit.resources import open_resources
+
     with open_resources(get_settings(), backend=backend, model=model,
                         extractive_if_missing=extractive_if_missing) as res:
         yield res
@@ -113,6 +120,8 @@ def check_limit(limit: int, name: str = "--limit") -> int:
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Progress]:
     """A progress bar on stderr, only when stderr is a terminal (logs and CI stay clean)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, disable=not console.is_terminal)
     with progress:
