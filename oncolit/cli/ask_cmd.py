@@ -6,9 +6,7 @@ from typing import Any
 
 import typer
 
-from oncolit.api_routes.deps import Filters
 from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_range
-from synthesis.answer import answer
 from synthesis.llm import BACKENDS
 
 
@@ -37,6 +35,9 @@ def ask(
         raise typer.BadParameter(f"--backend is one of {', '.join(BACKENDS)}")
     if type_ is not None and type_ not in ("article", "trial"):
         raise typer.BadParameter("--type is article or trial")
+    from oncolit.api_routes.deps import Filters  # the HTTP API's filters, so both surfaces read them alike
+    from synthesis.answer import answer
+
     start, end = parse_range(since, until)
     filters = Filters(since=start, until=end, type=type_, design=design).search_filter()
     with cli_resources(backend=backend, model=model) as res:

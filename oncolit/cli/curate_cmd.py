@@ -13,13 +13,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ingest.curation import FIELDS, Curation, CurationError
-from ingest.source import Query, Window
+from ingest.curation import FIELDS, CurationError
 from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_day
+
+if TYPE_CHECKING:  # the service (and the catalog under it) loads when a command runs, not for --help
+    from ingest.curation import Curation
 
 app = typer.Typer(help="Curation: sources, rules, decisions, the review queue, audit, users and keys.",
                   no_args_is_help=True)
@@ -349,6 +351,8 @@ def sources_preview(name: str = typer.Argument(None, help="A saved search (or gi
             end = end or dt.date.today()
             start = start or end - dt.timedelta(days=settings.initial_lookback_days)
             with open_source(source, settings) as src:
+                from ingest.source import Query, Window
+
                 count = cur.preview(src, Query(query, _params(param)), Window(start, end))
             result = {"source": source, "window": [start.isoformat(), end.isoformat()], "count": count}
     emit(result, as_json, f"{result['count']} record(s) for {result['window'][0]} .. {result['window'][1]}")

@@ -7,22 +7,23 @@ from typing import Any
 
 import typer
 
-from index.store import SearchFilter
-from ingest.curation import Curation
-from index.sync import rebuild as rebuild_index
-from index.sync import sync as sync_index
-from index.verify import repair as repair_index
-from index.verify import verify as verify_index
+from ingest.errors import UsageError
 from oncolit.cli.common import (EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
                                 open_catalog, parse_range, progress_bar)
-from oncolit.wiring import open_index
-from ingest.errors import UsageError
+
+# The index, curation and store modules are imported inside the commands: `oncolit search --mode sparse` and
+# `oncolit index --help` must not pay for what another command needs (numpy, qdrant, the catalog's tables).
 
 app = typer.Typer(help="The vector index (Qdrant Edge by default; a Qdrant server by URL).", no_args_is_help=True)
 
 
 def run_sync(*, full: bool = False) -> dict[str, Any]:
     """Sync (or rebuild) the configured index from the catalog; the scheduler's follow-on step too."""
+    from index.sync import rebuild as rebuild_index
+    from index.sync import sync as sync_index
+    from ingest.curation import Curation
+    from oncolit.wiring import open_index
+
     settings = get_settings()
     started = time.perf_counter()
     with open_catalog() as catalog, open_index(settings) as handle:
@@ -72,6 +73,11 @@ def verify(repair: bool = typer.Option(False, "--repair", help="Re-sync missing 
       oncolit index verify --json
       oncolit index verify --repair
     """
+    from index.verify import repair as repair_index
+    from index.verify import verify as verify_index
+    from ingest.curation import Curation
+    from oncolit.wiring import open_index
+
     settings = get_settings()
     with open_catalog() as catalog, open_index(settings) as handle:
         is_excluded = Curation(catalog).exclusions().__contains__
@@ -168,6 +174,8 @@ def search(
         raise typer.BadParameter("--mode is hybrid, dense or sparse")
     check_limit(limit)
     published_from, published_to = parse_range(since, until)
+    from index.store import SearchFilter
+
     filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=published_from,
                            published_to=published_to, designs=tuple(design),
                            trial_status_any=tuple(s.upper() for s in status), phases_any=tuple(p.upper() for p in phase),

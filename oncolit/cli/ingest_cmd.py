@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ingest.errors import OncoLitError, PartialRun
 from ingest.lock import ProcessLock
-from ingest.pipeline import RunSummary, run_files, run_search
-from ingest.source import Query
 from oncolit.cli.common import (
     EXIT_PARTIAL,
     JsonOpt,
@@ -21,7 +19,9 @@ from oncolit.cli.common import (
     parse_range,
     progress_bar,
 )
-from oncolit.wiring import open_source
+
+if TYPE_CHECKING:  # the pipeline (the catalog, the parsers) is imported by the commands that run it
+    from ingest.pipeline import RunSummary
 
 app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)
 
@@ -104,6 +104,8 @@ def ctgov(
 
 def _ingest_source(name: str, search: str | None, query: str | None, since: str | None, until: str | None,
                    as_json: bool) -> None:
+    from oncolit.wiring import open_source
+
     start, end = parse_range(since, until)
     with open_source(name, get_settings()) as source:
         summaries = _run_searches(source, name, search, query, start, end)
@@ -113,6 +115,9 @@ def _ingest_source(name: str, search: str | None, query: str | None, since: str 
 
 def _run_searches(source: Any, source_name: str, search: str | None, query: str | None, since: Any,
                   until: Any) -> list[RunSummary]:
+    from ingest.pipeline import run_search
+    from ingest.source import Query
+
     settings = get_settings()
     if search and query:
         raise typer.BadParameter("give --search or --query, not both")
@@ -156,6 +161,7 @@ def pubmed_files(
 
     Example: oncolit ingest pubmed-files pubmed26n1234.xml.gz updates/
     """
+    from ingest.pipeline import run_files
     from ingest.pubmed_xml import iter_pubmed_file
 
     files = _expand(paths, ("*.xml", "*.xml.gz"))
@@ -177,6 +183,7 @@ def ctgov_files(
     Example: oncolit ingest ctgov-files ctg-studies.json.zip studies/
     """
     from ingest.ctgov_json import iter_ctgov_path
+    from ingest.pipeline import run_files
 
     files = _expand(paths, ("*.json", "*.zip"))
     with _lock(), open_catalog() as catalog, progress_bar("ctgov files") as bar:

@@ -7,21 +7,25 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from apscheduler.schedulers.base import BaseScheduler
 
-from ingest.catalog import Catalog
 from ingest.errors import OncoLitError
-from ingest.scheduler import InertScheduler, build_scheduler, describe_jobs, sync_jobs
-from oncolit import jobs
 from oncolit.cli.common import EXIT_PARTIAL, JsonOpt, emit, exit_with, get_settings
+
+if TYPE_CHECKING:  # the scheduler, the catalog and the job chain load when a command runs, not for --help
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from ingest.catalog import Catalog
 
 app = typer.Typer(help="Run saved searches on their schedules.", no_args_is_help=True)
 log = logging.getLogger(__name__)
 
 
 def _scheduler(cls: type[BaseScheduler] | None = None) -> BaseScheduler:
+    from ingest.scheduler import build_scheduler
+
     s = get_settings()
     s.ensure_data_dir()
     kwargs = {"scheduler_cls": cls} if cls else {}
@@ -32,6 +36,9 @@ def _scheduler(cls: type[BaseScheduler] | None = None) -> BaseScheduler:
 @contextmanager
 def _paused_scheduler() -> Iterator[tuple[BaseScheduler, Catalog]]:
     """A scheduler with no loop: reads and edits the job store and can never fire a job."""
+    from ingest.catalog import Catalog
+    from ingest.scheduler import InertScheduler
+
     s = get_settings()
     scheduler = _scheduler(InertScheduler)
     with Catalog(s.resolved_catalog_url) as catalog:
@@ -45,6 +52,8 @@ def _paused_scheduler() -> Iterator[tuple[BaseScheduler, Catalog]]:
 @app.command("list")
 def list_(as_json: bool = JsonOpt) -> None:
     """Jobs with their next run times and the last outcome of each."""
+    from ingest.scheduler import describe_jobs, sync_jobs
+
     s = get_settings()
     with _paused_scheduler() as (scheduler, catalog):
         sync_jobs(scheduler, catalog, s.schedule.ingest_cron, s.schedule.timezone)
@@ -59,6 +68,8 @@ def list_(as_json: bool = JsonOpt) -> None:
 def run_once(job: str = typer.Argument(..., help="Job id (ingest:pubmed:NAME) or saved search name."),
              as_json: bool = JsonOpt) -> None:
     """Run one job's chain now, in the foreground (waits for a running job to finish)."""
+    from oncolit import jobs
+
     s = get_settings()
     name = job.split(":", 2)[2] if job.startswith("ingest:") and job.count(":") >= 2 else job
     with jobs.ingest_lock(s, wait=600.0):
@@ -82,6 +93,9 @@ def run() -> None:
     On a signal the running ingest finishes its current batch and stops (its watermark stays, so
     the next start redoes the rest); runs missed while the machine was off are caught up once.
     """
+    from ingest.scheduler import sync_jobs
+    from oncolit import jobs
+
     s = get_settings()
     with _paused_scheduler() as (paused, catalog):
         report = sync_jobs(paused, catalog, s.schedule.ingest_cron, s.schedule.timezone)
