@@ -192,12 +192,7 @@ class OnnxEmbedder:
 
 def export_onnx(model_path: Path, onnx_dir: Path) -> Path:
     """Export the transformer once to `onnx_dir`, named by a hash of the weights; reuse afterwards."""
-    weights = next((model_path / f for f in ("model.safetensors", "pytorch_model.bin") if (model_path / f).exists()),
-                   None)
-    if weights is None:
-        raise FileNotFoundError(f"{model_path}: no model.safetensors or pytorch_model.bin")
-    digest = _file_sha256(weights)[:12]
-    target = onnx_dir / f"{model_path.name}-{digest}.onnx"
+    target = onnx_export_path(model_path, onnx_dir)
     if target.exists():
         return target
     import torch
@@ -229,6 +224,42 @@ def export_onnx(model_path: Path, onnx_dir: Path) -> Path:
                           opset_version=17, dynamo=False)
     tmp.replace(target)  # atomic: a crashed export never leaves a half file under the final name
     return target
+
+
+def onnx_export_path(model_path: Path, onnx_dir: Path) -> Path:
+    """Where `export_onnx` puts (or finds) the graph of these weights; nothing is exported here."""
+    weights = next((model_path / f for f in ("model.safetensors", "pytorch_model.bin") if (model_path / f).exists()),
+                   None)
+    if weights is None:
+        raise FileNotFoundError(f"{model_path}: no model.safetensors or pytorch_model.bin")
+    return onnx_dir / f"{model_path.name}-{_weights_digest(weights, onnx_dir)}.onnx"
+
+
+def _weights_digest(weights: Path, onnx_dir: Path) -> str:
+    """The first 12 hex digits of the weights' sha256, remembered in `onnx_dir` by (path, size, mtime): hashing
+    90 MB on every start would cost a query ~0.2 s on 2 cores."""
+    memo_path = onnx_dir / "weights-sha256.json"
+    stat = weights.stat()
+    key, stamp = str(weights.resolve()), [stat.st_size, stat.st_mtime_ns]
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    known = memo.get(key)
+    if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
+        return str(known["sha256"])[:12]
+    digest = _file_sha256(weights)
+    memo[key] = {"stamp": stamp, "sha256": digest}
+    try:
+        onnx_dir.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(memo, indent=1))
+        tmp.replace(memo_path)
+    except OSError:
+        pass  # a read-only models dir: hash again next time
+    return digest[:12]
 
 
 def _file_sha256(path: Path) -> str:

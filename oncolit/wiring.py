@@ -104,20 +104,40 @@ def make_reranker(settings: Settings) -> Reranker | None:
 def make_embedder(settings: Settings) -> ChunkingEmbedder:
     """The configured embedder behind the on-disk embedding cache."""
     from index.embedder import CachedEmbedder, OnnxEmbedder, SentenceTransformerEmbedder
+    from index.embedder_lazy import lazily, onnx_twin
 
     emb = settings.embedding
     inner: ChunkingEmbedder
+    # The model loads on the first embed (index.embedder_lazy); on the CPU a query is embedded by the ONNX export
+    # of the same weights when there is one (`oncolit index export-onnx`), so a search never imports torch.
     if emb.backend == "sentence-transformers":
-        inner = SentenceTransformerEmbedder(emb.model_path, device=emb.device, batch_size=emb.batch_size)
+        twin = onnx_twin(emb.model_path, settings.models_dir / "onnx", batch_size=emb.batch_size, threads=emb.threads)
+        inner = lazily(lambda: SentenceTransformerEmbedder(emb.model_path, device=emb.device, batch_size=emb.batch_size),
+                       emb.model_path, query_twin=twin if emb.device == "cpu" else None)
     elif emb.backend == "onnx":
-        inner = OnnxEmbedder(emb.model_path, onnx_dir=settings.models_dir / "onnx", batch_size=emb.batch_size,
-                             threads=emb.threads)
+        inner = lazily(lambda: OnnxEmbedder(emb.model_path, onnx_dir=settings.models_dir / "onnx",
+                                            batch_size=emb.batch_size, threads=emb.threads), emb.model_path)
     elif emb.backend == "e5":
         from index.embedder_e5 import E5Embedder  # its own module: loading it loads a C engine
         inner = E5Embedder(emb.model_path, threads=emb.threads)
     else:
         raise ConfigError(f"unknown embedding backend {emb.backend!r}; choose one of {', '.join(EMBEDDING_BACKENDS)}")
     return CachedEmbedder(inner, settings.data_dir / "cache" / "embeddings")
+
+
+def export_onnx_model(settings: Settings) -> Path:
+    """Export the configured sentence-transformers model to ONNX into `<models dir>/onnx` (once per weights;
+    needs torch and `onnx`), where the onnx backend and the query side of the default backend find it."""
+    from index.embedder import default_model_path, export_onnx
+
+    emb = settings.embedding
+    if emb.backend not in ("sentence-transformers", "onnx"):
+        raise ConfigError(f"embedding.backend {emb.backend!r} has no ONNX export (it needs no torch already)")
+    model_path = Path(emb.model_path).expanduser() if emb.model_path else default_model_path()
+    try:
+        return export_onnx(model_path, settings.models_dir / "onnx")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"the ONNX export needs the {exc.name!r} package: pip install 'oncolit[onnx]'") from exc
 
 
 def make_store(settings: Settings) -> Store:
