@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 # Typer (0.29) carries its own copy of click: the classes below are Typer's, and the types are written as
-# `typer.Context` and `Any` rather than the `click` package's, which Typer no longer uses.
+# `Any` rather than the `click` package's, which Typer no longer uses.
 
 # Where a command lives: "package.module:attribute" (a `typer.Typer` -> a command group, a function -> one
 # command), or a function returning that object (for an import a static checker must see).
@@ -54,10 +54,10 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         self._listing = False
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(dict.fromkeys([*self.entries, *self.commands]))
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
         if cmd_name not in self.entries:
@@ -69,14 +69,14 @@ class LazyGroup(TyperGroup):
         self.commands[cmd_name] = command
         return command
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         """Typer's; for a name that is no command, the close matches are loaded first, so that its "Did you mean
         ...?" (drawn from the commands loaded) names the same ones as when every command was imported."""
         names = self.list_commands(ctx)
