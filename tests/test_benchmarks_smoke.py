@@ -56,3 +56,12 @@ def test_rerank_latency(shared_data: Path, tmp_path: Path) -> None:
     result = run_benchmark("rerank_latency", tmp_path / "r.json", "--data", str(shared_data), "--queries", "2",
                            "--depths", "5", "--threads", "1")
     assert {r["what"] for r in result["results"]} == {"rerank@5", "embed_query"}
+
+
+def test_cold_start(tmp_path: Path) -> None:
+    result = run_benchmark("cold_start", tmp_path / "r.json", "--runs", "1", "--commands", "help,show,sparse",
+                           "--workdir", str(tmp_path / "work"))
+    assert set(result["results"]) == {"pass", "help", "show", "sparse"}
+    assert result["results"]["sparse"]["ratio_to_python"] > 0
+    assert result["results"]["help"]["imports"]["sqlalchemy"] is False
+    assert result["results"]["sparse"]["imports"]["torch"] is False

@@ -1,0 +1,186 @@
+"""Cold start of `oncolit` commands, each run in a fresh process, against `python -c pass` in the same run.
+
+Targets (issue 16, "Speed and sharing", on 2 cores): `oncolit --help` <= 0.5 s, `records show` <= 1 s,
+`search --mode sparse` <= 1.5 s, hybrid `search` <= 3 s. A shared machine's load moves every number, so the
+baseline (`python -c pass`, the interpreter's own start) is measured interleaved with the commands, round
+by round in rotated order, and each command is also reported as a ratio to it.
+
+The data dir is built here, untimed: two PubMed articles and one CT.gov study from tests/fixtures, ingested
+and indexed, and (for `hybrid`) the ONNX export of the embedding model (`oncolit index export-onnx`). Each
+hybrid run searches for a text never searched before, so its query vector is computed, not read from the
+embedding cache. `hybrid-torch` runs the same search in a copy of the data dir without the export (what a
+search cost before the export existed). After the timed rounds, one more run of each command reports which
+heavy libraries it imported.
+
+    .venv/bin/python -m benchmarks.cold_start [--runs 7] [--commands help,show,sparse,hybrid] [--out cold.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import stamp
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+ONCOLIT = [sys.executable, "-m", "oncolit.cli.main"]
+TARGETS = {"help": 0.5, "show": 1.0, "sparse": 1.5, "hybrid": 3.0}
+HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime", "qdrant_edge", "sqlalchemy", "numpy",
+         "pydantic_settings")
+QUERIES = ("chemotherapy for advanced lung cancer", "progression-free survival with maintenance therapy",
+           "randomised trial of an added drug", "quality of life during treatment", "overall survival benefit")
+# Run `-m MODULE ARGS` (argv[2:]) and write the names in sys.modules to argv[1] when the process exits.
+PROBE = ("import atexit, json, runpy, sys\n"
+         "out = sys.argv[1]\n"
+         "atexit.register(lambda: open(out, 'w').write(json.dumps(sorted(sys.modules))))\n"
+         "sys.argv = sys.argv[2:]\n"
+         "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+
+
+def commands() -> dict[str, tuple[str, list[str]]]:
+    """name -> (which data dir: "" none, "onnx" with the export, "torch" without; the arguments after python)."""
+    return {
+        "pass": ("", ["-c", "pass"]),
+        "help": ("onnx", ["-m", "oncolit.cli.main", "--help"]),
+        "group-help": ("onnx", ["-m", "oncolit.cli.main", "records", "--help"]),
+        "show": ("onnx", ["-m", "oncolit.cli.main", "records", "show", "NCT90000001"]),
+        "sparse": ("onnx", ["-m", "oncolit.cli.main", "search", "chemotherapy lung cancer", "--mode", "sparse"]),
+        "verify": ("onnx", ["-m", "oncolit.cli.main", "index", "verify"]),
+        "hybrid": ("onnx", ["-m", "oncolit.cli.main", "search", "{query}"]),
+        "hybrid-torch": ("torch", ["-m", "oncolit.cli.main", "search", "{query}"]),
+    }
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def env_for(data_dir: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONCOLIT_")}
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    if data_dir is not None:
+        env["ONCOLIT_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def oncolit(data_dir: Path, *args: str) -> None:
+    proc = subprocess.run([*ONCOLIT, *args], cwd=REPO, env=env_for(data_dir), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"oncolit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def build_data(workdir: Path, need_index: bool, need_onnx: bool, need_torch_copy: bool) -> dict[str, Path]:
+    """The fixture data dirs: "onnx" (ingested, synced, exported when asked) and "torch" (a copy, no export)."""
+    data = workdir / "data"
+    started = time.perf_counter()
+    oncolit(data, "ingest", "pubmed-files", str(FIXTURES / "pubmed" / "structured_abstract.xml"),
+            str(FIXTURES / "pubmed" / "unicode.xml"))
+    oncolit(data, "ingest", "ctgov-files", str(FIXTURES / "ctgov" / "NCT90000001_2026-02-10.json"))
+    if need_index:
+        oncolit(data, "index", "sync")
+    if need_onnx:
+        oncolit(data, "index", "export-onnx")
+    dirs = {"onnx": data}
+    if need_torch_copy:
+        dirs["torch"] = workdir / "data-torch"
+        shutil.copytree(data, dirs["torch"], ignore=shutil.ignore_patterns("onnx"))
+    log(f"data dir built in {time.perf_counter() - started:.1f}s")
+    return dirs
+
+
+def argv_for(args: list[str], n: int) -> list[str]:
+    query = f"{QUERIES[n % len(QUERIES)]} run{n}"
+    return [a.replace("{query}", query) for a in args]
+
+
+def run_once(args: list[str], data_dir: Path | None) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env_for(data_dir), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def imported(args: list[str], data_dir: Path | None, out: Path) -> dict[str, bool]:
+    module_args = args[1:] if args[0] == "-m" else args
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(out), *module_args], cwd=REPO, env=env_for(data_dir),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not out.exists():
+        return {}
+    modules = set(json.loads(out.read_text()))
+    return {name: name in modules for name in HEAVY}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="Fresh processes per command.")
+    parser.add_argument("--commands", default="help,group-help,show,sparse,verify,hybrid,hybrid-torch",
+                        help=f"Comma-separated, from: {', '.join(c for c in commands() if c != 'pass')}.")
+    parser.add_argument("--workdir", type=Path, default=None, help="Where the data dirs go (default: a temp dir).")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    known = commands()
+    chosen = ["pass", *(c.strip() for c in args.commands.split(",") if c.strip() and c.strip() != "pass")]
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise SystemExit(f"unknown commands {unknown}; choose from {', '.join(known)}")
+    onnx_ready = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+    notes: list[str] = []
+    if "hybrid" in chosen and not onnx_ready:
+        chosen.remove("hybrid")
+        notes.append("hybrid skipped: onnxruntime and onnx are needed for the export (pip install 'oncolit[onnx]')")
+    started = stamp()
+    with tempfile.TemporaryDirectory(prefix="oncolit-cold-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        searches = {"sparse", "verify", "hybrid", "hybrid-torch"} & set(chosen)
+        dirs = build_data(workdir, need_index=bool(searches), need_onnx="hybrid" in chosen,
+                          need_torch_copy="hybrid-torch" in chosen)
+        times: dict[str, list[float]] = {c: [] for c in chosen}
+        for n in range(args.runs):
+            order = chosen[n % len(chosen):] + chosen[:n % len(chosen)]  # rotated: load hits every command alike
+            for name in order:
+                where, cmd = known[name]
+                times[name].append(run_once(argv_for(cmd, n), dirs[where] if where else None))
+            log(f"round {n + 1}/{args.runs}: " + ", ".join(f"{c} {times[c][-1]:.2f}s" for c in chosen))
+        probes = {name: imported(argv_for(known[name][1], args.runs + i), dirs[known[name][0]] if known[name][0]
+                                 else None, workdir / f"modules-{name}.json")
+                  for i, name in enumerate(chosen) if name != "pass"}
+    base = statistics.median(times["pass"])
+    results = {}
+    for name in chosen:
+        median = statistics.median(times[name])
+        results[name] = {"median_s": round(median, 4), "min_s": round(min(times[name]), 4),
+                         "max_s": round(max(times[name]), 4), "runs_s": [round(t, 4) for t in times[name]],
+                         "ratio_to_python": round(median / base, 2) if base else None,
+                         "target_s": TARGETS.get(name), "meets_target": (median <= TARGETS[name]) if name in TARGETS
+                         else None, "imports": probes.get(name)}
+    result: dict[str, Any] = {
+        "benchmark": "cold_start", **started, "load_avg_end": list(os.getloadavg()),
+        "settings": {"runs": args.runs, "commands": chosen, "python": sys.executable,
+                     "fixture": ["pubmed/structured_abstract.xml", "pubmed/unicode.xml",
+                                 "ctgov/NCT90000001_2026-02-10.json"]},
+        "notes": notes, "results": results}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
