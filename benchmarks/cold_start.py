@@ -12,7 +12,12 @@ embedding cache. `hybrid-torch` runs the same search in a copy of the data dir w
 search cost before the export existed). After the timed rounds, one more run of each command reports which
 heavy libraries it imported.
 
+`--baseline-checkout DIR` also runs every command from another checkout of OncoLit (e.g. a worktree of the
+commit before a change) in the same rounds, against its own data dir built by its own code, reported as
+`<command>@baseline`: a before/after measured under the same load. A command the baseline lacks is skipped.
+
     .venv/bin/python -m benchmarks.cold_start [--runs 7] [--commands help,show,sparse,hybrid] [--out cold.json]
+        [--baseline-checkout ../oncolit-before]
 """
 
 from __future__ import annotations
@@ -67,31 +72,34 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def env_for(data_dir: Path | None) -> dict[str, str]:
+def env_for(data_dir: Path | None, repo: Path = REPO) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONCOLIT_")}
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(repo)})
     if data_dir is not None:
         env["ONCOLIT_DATA_DIR"] = str(data_dir)
     return env
 
 
-def oncolit(data_dir: Path, *args: str) -> None:
-    proc = subprocess.run([*ONCOLIT, *args], cwd=REPO, env=env_for(data_dir), capture_output=True, text=True)
-    if proc.returncode != 0:
+def oncolit(data_dir: Path, *args: str, repo: Path = REPO, check: bool = True) -> bool:
+    proc = subprocess.run([*ONCOLIT, *args], cwd=repo, env=env_for(data_dir, repo), capture_output=True, text=True)
+    if proc.returncode != 0 and check:
         raise SystemExit(f"oncolit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.returncode == 0
 
 
-def build_data(workdir: Path, need_index: bool, need_onnx: bool, need_torch_copy: bool) -> dict[str, Path]:
-    """The fixture data dirs: "onnx" (ingested, synced, exported when asked) and "torch" (a copy, no export)."""
+def build_data(workdir: Path, need_index: bool, need_onnx: bool, need_torch_copy: bool,
+               repo: Path = REPO) -> dict[str, Path]:
+    """The fixture data dirs: "onnx" (ingested, synced, exported when asked and the checkout can) and "torch"
+    (a copy without the export)."""
     data = workdir / "data"
     started = time.perf_counter()
     oncolit(data, "ingest", "pubmed-files", str(FIXTURES / "pubmed" / "structured_abstract.xml"),
-            str(FIXTURES / "pubmed" / "unicode.xml"))
-    oncolit(data, "ingest", "ctgov-files", str(FIXTURES / "ctgov" / "NCT90000001_2026-02-10.json"))
+            str(FIXTURES / "pubmed" / "unicode.xml"), repo=repo)
+    oncolit(data, "ingest", "ctgov-files", str(FIXTURES / "ctgov" / "NCT90000001_2026-02-10.json"), repo=repo)
     if need_index:
-        oncolit(data, "index", "sync")
-    if need_onnx:
-        oncolit(data, "index", "export-onnx")
+        oncolit(data, "index", "sync", repo=repo)
+    if need_onnx and not oncolit(data, "index", "export-onnx", repo=repo, check=repo == REPO):
+        log(f"{repo}: no `oncolit index export-onnx`; its hybrid runs embed with torch")
     dirs = {"onnx": data}
     if need_torch_copy:
         dirs["torch"] = workdir / "data-torch"
@@ -105,9 +113,9 @@ def argv_for(args: list[str], n: int) -> list[str]:
     return [a.replace("{query}", query) for a in args]
 
 
-def run_once(args: list[str], data_dir: Path | None) -> float:
+def run_once(args: list[str], data_dir: Path | None, repo: Path = REPO) -> float:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env_for(data_dir), stdout=subprocess.DEVNULL,
+    proc = subprocess.run([sys.executable, *args], cwd=repo, env=env_for(data_dir, repo), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
@@ -115,10 +123,10 @@ def run_once(args: list[str], data_dir: Path | None) -> float:
     return seconds
 
 
-def imported(args: list[str], data_dir: Path | None, out: Path) -> dict[str, bool]:
+def imported(args: list[str], data_dir: Path | None, out: Path, repo: Path = REPO) -> dict[str, bool]:
     module_args = args[1:] if args[0] == "-m" else args
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(out), *module_args], cwd=REPO, env=env_for(data_dir),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(out), *module_args], cwd=repo,
+                          env=env_for(data_dir, repo), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0 or not out.exists():
         return {}
     modules = set(json.loads(out.read_text()))
@@ -132,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"Comma-separated, from: {', '.join(c for c in commands() if c != 'pass')}.")
     parser.add_argument("--workdir", type=Path, default=None, help="Where the data dirs go (default: a temp dir).")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--baseline-checkout", type=Path, default=None,
+                        help="Another OncoLit checkout whose commands run in the same rounds, as <command>@baseline.")
     args = parser.parse_args(argv)
 
     known = commands()
@@ -145,34 +155,45 @@ def main(argv: list[str] | None = None) -> None:
         chosen.remove("hybrid")
         notes.append("hybrid skipped: onnxruntime and onnx are needed for the export (pip install 'oncolit[onnx]')")
     started = stamp()
+    repos = {"": REPO} | ({"@baseline": args.baseline_checkout.resolve()} if args.baseline_checkout else {})
     with tempfile.TemporaryDirectory(prefix="oncolit-cold-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         searches = {"sparse", "verify", "hybrid", "hybrid-torch"} & set(chosen)
-        dirs = build_data(workdir, need_index=bool(searches), need_onnx="hybrid" in chosen,
-                          need_torch_copy="hybrid-torch" in chosen)
-        times: dict[str, list[float]] = {c: [] for c in chosen}
+        dirs = {label: build_data(workdir / (label.strip("@") or "this"), need_index=bool(searches),
+                                  need_onnx="hybrid" in chosen, need_torch_copy="hybrid-torch" in chosen, repo=repo)
+                for label, repo in repos.items()}
+        # (label, command): "pass" once, every other command once per checkout (the baseline's hybrid has no
+        # export to use, so its hybrid-torch would be the same runs again)
+        runs = [("", "pass")] + [(label, name) for name in chosen if name != "pass" for label in repos
+                                 if not (label and name == "hybrid-torch")]
+        times: dict[str, list[float]] = {f"{name}{label}": [] for label, name in runs}
         for n in range(args.runs):
-            order = chosen[n % len(chosen):] + chosen[:n % len(chosen)]  # rotated: load hits every command alike
-            for name in order:
+            order = runs[n % len(runs):] + runs[:n % len(runs)]  # rotated: load hits every command alike
+            for label, name in order:
                 where, cmd = known[name]
-                times[name].append(run_once(argv_for(cmd, n), dirs[where] if where else None))
-            log(f"round {n + 1}/{args.runs}: " + ", ".join(f"{c} {times[c][-1]:.2f}s" for c in chosen))
-        probes = {name: imported(argv_for(known[name][1], args.runs + i), dirs[known[name][0]] if known[name][0]
-                                 else None, workdir / f"modules-{name}.json")
-                  for i, name in enumerate(chosen) if name != "pass"}
+                times[f"{name}{label}"].append(run_once(argv_for(cmd, n), dirs[label][where] if where else None,
+                                                        repos[label]))
+            log(f"round {n + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+        probes = {f"{name}{label}": imported(argv_for(known[name][1], args.runs + i),
+                                             dirs[label][known[name][0]], workdir / f"modules-{name}{label}.json",
+                                             repos[label])
+                  for i, (label, name) in enumerate(runs) if name != "pass"}
     base = statistics.median(times["pass"])
     results = {}
-    for name in chosen:
-        median = statistics.median(times[name])
-        results[name] = {"median_s": round(median, 4), "min_s": round(min(times[name]), 4),
-                         "max_s": round(max(times[name]), 4), "runs_s": [round(t, 4) for t in times[name]],
-                         "ratio_to_python": round(median / base, 2) if base else None,
-                         "target_s": TARGETS.get(name), "meets_target": (median <= TARGETS[name]) if name in TARGETS
-                         else None, "imports": probes.get(name)}
+    for key, runs_s in times.items():
+        name = key.split("@")[0]
+        median = statistics.median(runs_s)
+        target = TARGETS.get(name)
+        results[key] = {"median_s": round(median, 4), "min_s": round(min(runs_s), 4),
+                        "max_s": round(max(runs_s), 4), "runs_s": [round(t, 4) for t in runs_s],
+                        "ratio_to_python": round(median / base, 2) if base else None,
+                        "target_s": target, "meets_target": None if target is None else median <= target,
+                        "imports": probes.get(key)}
     result: dict[str, Any] = {
         "benchmark": "cold_start", **started, "load_avg_end": list(os.getloadavg()),
         "settings": {"runs": args.runs, "commands": chosen, "python": sys.executable,
+                     "baseline_checkout": str(args.baseline_checkout) if args.baseline_checkout else None,
                      "fixture": ["pubmed/structured_abstract.xml", "pubmed/unicode.xml",
                                  "ctgov/NCT90000001_2026-02-10.json"]},
         "notes": notes, "results": results}
