@@ -183,3 +183,16 @@ def onnx_twin(model_path: Path | str | None, onnx_dir: Path, *, batch_size: int 
         return OnnxEmbedder(model_path, onnx_dir=onnx_dir, batch_size=batch_size, threads=threads)
 
     return build
+
+
+def prepare_queries(embedder: object) -> None:
+    """Build what embeds queries now, for a server whose first search should not wait for a model: the
+    `LazyEmbedder` under `embedder` (itself, or an `inner` of a wrapper such as `CachedEmbedder`), if any."""
+    seen: object | None = embedder
+    for _ in range(8):  # wrappers nest a level or two; a cycle must not hang the start
+        if isinstance(seen, LazyEmbedder):
+            seen.query_model()
+            return
+        seen = getattr(seen, "inner", None)
+        if seen is None:
+            return

@@ -113,11 +113,16 @@ class Resources:
         return name in self._built or getattr(self, f"given_{name}", None) is not None
 
     def load(self, *names: str) -> Resources:
-        """Build `names` now (all of them by default), in the order given."""
+        """Build `names` now (all of them by default), in the order given. The index's embedder, which otherwise
+        loads its model on the first embed, is made ready for queries too (the HTTP API's first search)."""
         for name in names or NAMES:
             if name not in NAMES:
                 raise ValueError(f"unknown resource {name!r}; one of {', '.join(NAMES)}")
             getattr(self, name)
+            if name == "index":
+                from index.embedder_lazy import prepare_queries
+
+                prepare_queries(self.index.embedder)
         return self
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from index.chunking import Chunker
-from index.embedder import SentenceTransformerEmbedder, default_model_path
-from index.embedder_lazy import LazyEmbedder, describe_model, lazily, onnx_twin
+from index.embedder import CachedEmbedder, SentenceTransformerEmbedder, default_model_path
+from index.embedder_lazy import LazyEmbedder, describe_model, lazily, onnx_twin, prepare_queries
 from index.store import collection_name
 from oncolit.settings import Settings
 from oncolit.wiring import make_embedder
@@ -58,6 +58,16 @@ def test_the_model_is_built_on_the_first_embed_and_once(minilm: SentenceTransfor
     assert lazy.embed([]).shape == (0, 384) and lazy.embed_query([]).shape == (0, 384) and build.calls == 0
     assert np.array_equal(lazy.embed(TEXTS), minilm.embed(TEXTS))
     assert np.array_equal(lazy.embed_query(TEXTS[:1]), minilm.embed_query(TEXTS[:1]))
+    assert build.calls == 1
+
+
+def test_a_server_can_build_the_query_side_up_front(minilm: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    build = Counting(minilm)
+    with CachedEmbedder(lazily(build, None), tmp_path) as cached:  # type: ignore[arg-type]
+        prepare_queries(cached)  # through the cache's `inner`
+        assert build.calls == 1
+        prepare_queries(cached)
+    prepare_queries(minilm)  # an eager embedder: nothing to do
     assert build.calls == 1
 
 
