@@ -98,7 +98,8 @@ def make_reranker(settings: Settings) -> Reranker | None:
     """The configured reranker (`search.reranker`); its weights load on first use, not here."""
     from synthesis.rerank import load_reranker
 
-    return load_reranker(settings.search.reranker, threads=settings.search.rerank_threads)
+    return load_reranker(settings.search.reranker, threads=settings.search.rerank_threads,
+                         onnx_dir=settings.models_dir / "onnx")  # its ONNX export, when `index export-onnx` made one
 
 
 def make_embedder(settings: Settings) -> ChunkingEmbedder:
@@ -125,19 +126,28 @@ def make_embedder(settings: Settings) -> ChunkingEmbedder:
     return CachedEmbedder(inner, settings.data_dir / "cache" / "embeddings")
 
 
-def export_onnx_model(settings: Settings) -> Path:
-    """Export the configured sentence-transformers model to ONNX into `<models dir>/onnx` (once per weights;
-    needs torch and `onnx`), where the onnx backend and the query side of the default backend find it."""
+def export_onnx_model(settings: Settings) -> dict[str, Path]:
+    """Export what a search runs to ONNX, once per weights, into `<models dir>/onnx` (needs torch and `onnx`):
+    "embedder", the configured sentence-transformers model (its queries, and the onnx backend, then use it), and
+    "reranker", the configured reranker when there is one."""
     from index.embedder import default_model_path, export_onnx
 
     emb = settings.embedding
     if emb.backend not in ("sentence-transformers", "onnx"):
         raise ConfigError(f"embedding.backend {emb.backend!r} has no ONNX export (it needs no torch already)")
     model_path = Path(emb.model_path).expanduser() if emb.model_path else default_model_path()
+    onnx_dir = settings.models_dir / "onnx"
     try:
-        return export_onnx(model_path, settings.models_dir / "onnx")
+        out = {"embedder": export_onnx(model_path, onnx_dir)}
+        reranker = make_reranker(settings)
+        folder = getattr(reranker, "folder", None)
+        if folder is not None:
+            from synthesis.rerank.onnx import export_reranker
+
+            out["reranker"] = export_reranker(folder, onnx_dir)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"the ONNX export needs the {exc.name!r} package: pip install 'oncolit[onnx]'") from exc
+    return out
 
 
 def make_store(settings: Settings) -> Store:

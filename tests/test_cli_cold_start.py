@@ -1,6 +1,7 @@
 """Cold start (issue 16): `oncolit --help` imports no command module, a command imports only its own group,
-and neither a sparse search nor (with the ONNX export) a hybrid one imports torch. Each command runs in a fresh
-process that reports `sys.modules` when it exits; nothing here is timed (benchmarks/cold_start.py is)."""
+a sparse first stage imports no torch, and with the ONNX exports (`oncolit index export-onnx`) a default search
+(hybrid, reranked) imports none either. Each command runs in a fresh process that reports `sys.modules` when it
+exits; nothing here is timed (benchmarks/cold_start.py is)."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_sparse_search_records_show_and_verify_import_no_torch(synced: dict[str, str], tmp_path: Path) -> None:
-    modules, out = imported(tmp_path, "search", "lung cancer chemotherapy", "--mode", "sparse", "--json", env=synced)
+    modules, out = imported(tmp_path, "search", "lung cancer chemotherapy", "--mode", "sparse", "--no-rerank", "--json",
+                            env=synced)
     assert json.loads(out)["results"], "the fixture is searchable"
     assert heavy(modules, (*NO_TORCH, "onnxruntime")) == []
     assert command_modules(modules) == ["oncolit.cli.index_cmd"]
@@ -111,15 +113,16 @@ def test_sparse_search_records_show_and_verify_import_no_torch(synced: dict[str,
     assert heavy(modules, (*NO_TORCH, "onnxruntime")) == []
 
 
-def test_hybrid_search_embeds_the_query_with_the_onnx_export_and_finds_the_same(synced: dict[str, str],
-                                                                               tmp_path: Path) -> None:
+def test_a_search_runs_on_the_onnx_exports_and_finds_the_same(synced: dict[str, str], tmp_path: Path) -> None:
+    """The default search: hybrid (the query embedded) and reranked (the shipped cross-encoder)."""
     pytest.importorskip("onnxruntime", reason="optional faster CPU path")
     pytest.importorskip("onnx", reason="needed to export the graph")
     query = ("search", "chemotherapy for advanced lung cancer", "--json", "--limit", "3")
     modules, out = imported(tmp_path, *query, env=synced)
-    assert "torch" in modules and "onnxruntime" not in modules, "no export yet: the model embeds the query"
+    assert "torch" in modules and "onnxruntime" not in modules, "no export yet: torch embeds and reranks"
     with_torch = json.loads(out)["results"]
-    assert json.loads(run_cli("index", "export-onnx", "--json", env=synced).stdout)["onnx"].endswith(".onnx")
+    exported = json.loads(run_cli("index", "export-onnx", "--json", env=synced).stdout)
+    assert exported["onnx"].endswith(".onnx") and exported["reranker"].endswith(".onnx")
     cache = Path(synced["ONCOLIT_DATA_DIR"]) / "cache" / "embeddings" / "embeddings.sqlite"
     cache.unlink()  # derived: else the query's vector would come from the cache, not from ONNX Runtime
     modules, out = imported(tmp_path, *query, env=synced)
@@ -127,3 +130,5 @@ def test_hybrid_search_embeds_the_query_with_the_onnx_export_and_finds_the_same(
     with_onnx = json.loads(out)["results"]
     assert [r["record_id"] for r in with_onnx] == [r["record_id"] for r in with_torch]
     assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(with_onnx, with_torch))
+    assert all(a["relevance"] is not None and abs(a["relevance"] - b["relevance"]) < 1e-3
+               for a, b in zip(with_onnx, with_torch)), "reranked by the same model"

@@ -31,10 +31,12 @@ def shipped_path() -> Path:
 class CrossEncoderReranker:
     """A findings-model-format artifact with task "rerank": score = P(relevant), temperature-calibrated, 0-1.
 
-    Deterministic (eval mode, no dropout); one padded batch per call (a search reranks ~30 passages)."""
+    Deterministic (eval mode, no dropout); one padded batch per call (a search reranks ~30 passages).
+    `onnx_dir`: where `synthesis.rerank.onnx.export_reranker` left this artifact's graph; when it is there
+    and onnxruntime is installed, scores come from ONNX Runtime and torch is never loaded."""
 
     def __init__(self, folder: Path | str | None = None, *, threads: int | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, onnx_dir: Path | None = None) -> None:
         self.folder = Path(folder) if folder is not None else shipped_path()
         if not (self.folder / "model.json").is_file():
             raise FileNotFoundError(f"{self.folder} holds no reranker (model.json missing); set "
@@ -43,6 +45,7 @@ class CrossEncoderReranker:
         self.name = self.folder.name
         self.threads = threads
         self.batch_size = batch_size
+        self.onnx_dir = onnx_dir
 
     def _loaded(self) -> Any:
         key = (str(self.folder.resolve()), self.threads)
@@ -56,10 +59,31 @@ class CrossEncoderReranker:
                 _LOADED[key] = model
             return _LOADED[key]
 
+    def _onnx(self) -> Any:
+        """The ONNX Runtime scorer of this artifact's exported graph, or None (no export, no onnxruntime)."""
+        if self.onnx_dir is None:
+            return None
+        import importlib.util
+
+        from synthesis.rerank.onnx import OnnxCrossEncoder, export_path, load_spec
+
+        graph = export_path(self.folder, self.onnx_dir)
+        key = (str(graph), self.threads)
+        with _LOAD_LOCK:
+            if key not in _LOADED:
+                if not graph.is_file() or importlib.util.find_spec("onnxruntime") is None:
+                    return None
+                _LOADED[key] = OnnxCrossEncoder(graph, load_spec(self.folder), threads=self.threads,
+                                                batch_size=self.batch_size)
+            return _LOADED[key]
+
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """P(relevant) of each passage for `query`, in input order."""
         if not passages:
             return []
+        onnx = self._onnx()
+        if onnx is not None:
+            return list(onnx.score(query, passages))
         import torch
 
         from synthesis.findings_models.inputs import collate, encode_pair
@@ -76,8 +100,10 @@ class CrossEncoderReranker:
         return out
 
 
-def load_reranker(choice: str, *, threads: int | None = None) -> CrossEncoderReranker | None:
-    """`choice`: "shipped", "none" (no reranking) or an artifact folder."""
+def load_reranker(choice: str, *, threads: int | None = None,
+                  onnx_dir: Path | None = None) -> CrossEncoderReranker | None:
+    """`choice`: "shipped", "none" (no reranking) or an artifact folder; `onnx_dir`: where its ONNX export may be."""
     if choice == "none":
         return None
-    return CrossEncoderReranker(None if choice == "shipped" else Path(choice).expanduser(), threads=threads)
+    return CrossEncoderReranker(None if choice == "shipped" else Path(choice).expanduser(), threads=threads,
+                                onnx_dir=onnx_dir)
