@@ -6,11 +6,13 @@ baseline (`python -c pass`, the interpreter's own start) is measured interleaved
 by round in rotated order, and each command is also reported as a ratio to it.
 
 The data dir is built here, untimed: two PubMed articles and one CT.gov study from tests/fixtures, ingested
-and indexed, and (for `hybrid`) the ONNX export of the embedding model (`oncolit index export-onnx`). Each
-hybrid run searches for a text never searched before, so its query vector is computed, not read from the
-embedding cache. `hybrid-torch` runs the same search in a copy of the data dir without the export (what a
-search cost before the export existed). After the timed rounds, one more run of each command reports which
-heavy libraries it imported.
+and indexed, and the ONNX exports of the embedding model and the reranker (`oncolit index export-onnx`, when
+onnxruntime and onnx are installed). `sparse` and `hybrid` are the searches as typed, with the default
+settings (the shipped reranker reorders the top 30); `*-no-rerank` are their first stages alone. Each hybrid
+run searches for a text never searched before, so its query vector is computed, not read from the embedding
+cache. `hybrid-torch` runs the default search in a copy of the data dir without the exports (what every
+search cost before they existed). After the timed rounds, one more run of each command reports which heavy
+libraries it imported.
 
 `--baseline-checkout DIR` also runs every command from another checkout of OncoLit (e.g. a worktree of the
 commit before a change) in the same rounds, against its own data dir built by its own code, reported as
@@ -40,7 +42,7 @@ from benchmarks.common import stamp
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 ONCOLIT = [sys.executable, "-m", "oncolit.cli.main"]
-TARGETS = {"help": 0.5, "show": 1.0, "sparse": 1.5, "hybrid": 3.0}
+TARGETS = {"help": 0.5, "show": 1.0, "sparse": 1.5, "sparse-no-rerank": 1.5, "hybrid": 3.0, "hybrid-no-rerank": 3.0}
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime", "qdrant_edge", "sqlalchemy", "numpy",
          "pydantic_settings")
 QUERIES = ("chemotherapy for advanced lung cancer", "progression-free survival with maintenance therapy",
@@ -61,8 +63,11 @@ def commands() -> dict[str, tuple[str, list[str]]]:
         "group-help": ("onnx", ["-m", "oncolit.cli.main", "records", "--help"]),
         "show": ("onnx", ["-m", "oncolit.cli.main", "records", "show", "NCT90000001"]),
         "sparse": ("onnx", ["-m", "oncolit.cli.main", "search", "chemotherapy lung cancer", "--mode", "sparse"]),
+        "sparse-no-rerank": ("onnx", ["-m", "oncolit.cli.main", "search", "chemotherapy lung cancer", "--mode",
+                                      "sparse", "--no-rerank"]),
         "verify": ("onnx", ["-m", "oncolit.cli.main", "index", "verify"]),
         "hybrid": ("onnx", ["-m", "oncolit.cli.main", "search", "{query}"]),
+        "hybrid-no-rerank": ("onnx", ["-m", "oncolit.cli.main", "search", "{query}", "--no-rerank"]),
         "hybrid-torch": ("torch", ["-m", "oncolit.cli.main", "search", "{query}"]),
     }
 
@@ -99,7 +104,7 @@ def build_data(workdir: Path, need_index: bool, need_onnx: bool, need_torch_copy
     if need_index:
         oncolit(data, "index", "sync", repo=repo)
     if need_onnx and not oncolit(data, "index", "export-onnx", repo=repo, check=repo == REPO):
-        log(f"{repo}: no `oncolit index export-onnx`; its hybrid runs embed with torch")
+        log(f"{repo}: no `oncolit index export-onnx`; its searches embed and rerank with torch")
     dirs = {"onnx": data}
     if need_torch_copy:
         dirs["torch"] = workdir / "data-torch"
@@ -136,7 +141,8 @@ def imported(args: list[str], data_dir: Path | None, out: Path, repo: Path = REP
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="Fresh processes per command.")
-    parser.add_argument("--commands", default="help,group-help,show,sparse,verify,hybrid,hybrid-torch",
+    parser.add_argument("--commands", default="help,group-help,show,sparse,sparse-no-rerank,verify,hybrid,"
+                                               "hybrid-no-rerank,hybrid-torch",
                         help=f"Comma-separated, from: {', '.join(c for c in commands() if c != 'pass')}.")
     parser.add_argument("--workdir", type=Path, default=None, help="Where the data dirs go (default: a temp dir).")
     parser.add_argument("--out", type=Path, default=None)
@@ -151,17 +157,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown commands {unknown}; choose from {', '.join(known)}")
     onnx_ready = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
     notes: list[str] = []
-    if "hybrid" in chosen and not onnx_ready:
-        chosen.remove("hybrid")
-        notes.append("hybrid skipped: onnxruntime and onnx are needed for the export (pip install 'oncolit[onnx]')")
+    searches = {c for c in chosen if c.startswith(("sparse", "hybrid")) or c == "verify"}
+    need_onnx = onnx_ready and bool(searches & {"sparse", "hybrid", "hybrid-no-rerank"})
+    if searches and not onnx_ready:
+        notes.append("no ONNX exports (onnxruntime and onnx are needed: pip install 'oncolit[onnx]'): every search "
+                     "embeds and reranks with torch")
     started = stamp()
     repos = {"": REPO} | ({"@baseline": args.baseline_checkout.resolve()} if args.baseline_checkout else {})
     with tempfile.TemporaryDirectory(prefix="oncolit-cold-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        searches = {"sparse", "verify", "hybrid", "hybrid-torch"} & set(chosen)
         dirs = {label: build_data(workdir / (label.strip("@") or "this"), need_index=bool(searches),
-                                  need_onnx="hybrid" in chosen, need_torch_copy="hybrid-torch" in chosen, repo=repo)
+                                  need_onnx=need_onnx, need_torch_copy="hybrid-torch" in chosen, repo=repo)
                 for label, repo in repos.items()}
         # (label, command): "pass" once, every other command once per checkout (the baseline's hybrid has no
         # export to use, so its hybrid-torch would be the same runs again)
