@@ -113,8 +113,10 @@ def build_data(workdir: Path, need_index: bool, need_onnx: bool, need_torch_copy
     return dirs
 
 
-def argv_for(args: list[str], n: int) -> list[str]:
-    query = f"{QUERIES[n % len(QUERIES)]} run{n}"
+def argv_for(args: list[str], n: int, salt: str) -> list[str]:
+    """`args` with a query no run has searched before (round `n`, command `salt`): commands that share a data dir
+    share its embedding cache, and a cached query vector would make the search look free."""
+    query = f"{QUERIES[n % len(QUERIES)]} {salt} run{n}"
     return [a.replace("{query}", query) for a in args]
 
 
@@ -179,10 +181,10 @@ def main(argv: list[str] | None = None) -> None:
             order = runs[n % len(runs):] + runs[:n % len(runs)]  # rotated: load hits every command alike
             for label, name in order:
                 where, cmd = known[name]
-                times[f"{name}{label}"].append(run_once(argv_for(cmd, n), dirs[label][where] if where else None,
-                                                        repos[label]))
+                times[f"{name}{label}"].append(run_once(argv_for(cmd, n, f"{name}{label}"),
+                                                        dirs[label][where] if where else None, repos[label]))
             log(f"round {n + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
-        probes = {f"{name}{label}": imported(argv_for(known[name][1], args.runs + i),
+        probes = {f"{name}{label}": imported(argv_for(known[name][1], args.runs, f"{name}{label}"),
                                              dirs[label][known[name][0]], workdir / f"modules-{name}{label}.json",
                                              repos[label])
                   for i, (label, name) in enumerate(runs) if name != "pass"}
