@@ -69,6 +69,7 @@ class Searcher:
     rerank_depth: int = 30
     expander: QueryExpander | None = None
     expand: bool = False  # the default of `search(expand=None)`
+    rerank: bool = False  # the default of `search(rerank=None)` when a reranker is wired
 
     def expansions(self, query: str, expand: bool | None = None, mode: SearchMode = "hybrid") -> list[Expansion]:
         """The synonyms a `mode` search for `query` adds (none when expansion is off, no expander is wired, or
@@ -90,14 +91,16 @@ class Searcher:
     def search(self, query: str, filters: SearchFilter | None = None, limit: int = 10,
                mode: SearchMode = "hybrid", rerank: bool | None = None,
                expand: bool | None = None) -> list[RecordHit]:
-        """The best `limit` records for `query`, each with its best-matching passage. `rerank`: None = rerank
-        when a reranker is wired, True = must (ValueError without one), False = first stage only. `expand`:
+        """The best `limit` records for `query`, each with its best-matching passage. `rerank`: None = the
+        searcher's default (`self.rerank`, from search.rerank_by_default), True = must (ValueError without one), False = first stage only. `expand`:
         None = the searcher's default, True / False = with / without the synonyms of `expansions(query)`."""
         if rerank and self.reranker is None:
             raise ValueError("no reranker is configured (search.reranker = 'none')")
         if not query.strip():
             return []
-        if self.reranker is None or rerank is False:
+        if rerank is None:
+            rerank = self.rerank
+        if self.reranker is None or not rerank:
             return self.first_stage(query, filters, limit, mode, expand)
         hits = self.first_stage(query, filters, max(limit, self.rerank_depth), mode, expand)
         head, tail = hits[:self.rerank_depth], hits[self.rerank_depth:]

@@ -56,6 +56,9 @@ class SearchSettings(BaseModel):
     trained cross-encoder in synthesis/rerank/artifacts), "none" (first stage only) or an artifact folder."""
 
     reranker: str = Field("shipped", description="shipped | none | a reranker artifact folder.")
+    rerank_by_default: bool = Field(False, description="Rerank every search, answer and digest (else only "
+                                                       "`search --rerank`). Off: on the topical benchmark the "
+                                                       "shipped reranker scores below the first stage (eval/README).")
     rerank_depth: int = Field(30, ge=1, le=200, description="First-stage records the reranker reorders.")
     rerank_threads: int | None = Field(None, ge=1, description="Torch threads for the reranker (default: torch's).")
     expand_queries: bool = Field(False, description="Add synonyms the catalog's records define (abbreviations, CT.gov "

@@ -78,11 +78,12 @@ class IndexHandle:
     synonyms: SynonymTable | None = None
     expander: QueryExpander | None = None
     expand_queries: bool = False
+    rerank_by_default: bool = False
 
     def searcher(self) -> Searcher:
         from index.search import Searcher
         return Searcher(self.store, self.embedder, self.encoder, self.reranker, self.rerank_depth, self.expander,
-                        self.expand_queries)
+                        self.expand_queries, self.rerank_by_default)
 
 
 def make_expander(settings: Settings, table: SynonymTable) -> QueryExpander:
@@ -199,7 +200,8 @@ def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) 
         store.ensure_collection(name, embedder.dim)
         yield IndexHandle(store, embedder, chunker, encoder, name, state_dir / f"{name}.json", make_annotator(),
                           make_reranker(settings), settings.search.rerank_depth, synonyms,
-                          make_expander(settings, synonyms), settings.search.expand_queries)
+                          make_expander(settings, synonyms), settings.search.expand_queries,
+                          settings.search.rerank_by_default)
     finally:
         store.close()
         if own_embedder and hasattr(embedder, "close"):

@@ -158,7 +158,7 @@ class IndexScorer:
                                     mode="dense", rerank=False)
         cosine = {h.record_id: max(0.0, min(1.0, float(h.score))) for h in hits}
         reranker = getattr(self.searcher, "reranker", None)
-        if reranker is None:
+        if reranker is None or not getattr(self.searcher, "rerank", False):
             return cosine
         top = hits[:2 * int(getattr(self.searcher, "rerank_depth", 30))]
         read = dict(zip((h.record_id for h in top),

@@ -114,10 +114,10 @@ def test_sparse_search_records_show_and_verify_import_no_torch(synced: dict[str,
 
 
 def test_a_search_runs_on_the_onnx_exports_and_finds_the_same(synced: dict[str, str], tmp_path: Path) -> None:
-    """The default search: hybrid (the query embedded) and reranked (the shipped cross-encoder)."""
+    """A hybrid search (the query embedded) reranked by the shipped cross-encoder (`--rerank`)."""
     pytest.importorskip("onnxruntime", reason="optional faster CPU path")
     pytest.importorskip("onnx", reason="needed to export the graph")
-    query = ("search", "chemotherapy for advanced lung cancer", "--json", "--limit", "3")
+    query = ("search", "chemotherapy for advanced lung cancer", "--rerank", "--json", "--limit", "3")
     modules, out = imported(tmp_path, *query, env=synced)
     assert "torch" in modules and "onnxruntime" not in modules, "no export yet: torch embeds and reranks"
     with_torch = json.loads(out)["results"]

@@ -59,7 +59,7 @@ def test_searcher_reranks_only_the_top_depth_and_keeps_the_tail() -> None:
     reranker = WordOverlap()
     assert isinstance(reranker, Reranker)
     s = StubFirstStage(store=None, embedder=None, encoder=None, reranker=reranker, rerank_depth=5,  # type: ignore[arg-type]
-                       hits=hits)
+                       rerank=True, hits=hits)
     out = s.search(QUERY, limit=6)
     assert [h.record_id for h in out][:1] == ["pubmed:4"] and out[0].relevance is not None
     assert out[-1].record_id == "pubmed:5" and out[-1].relevance is None  # below the depth: first-stage order
@@ -99,6 +99,7 @@ def test_digest_relevance_reads_the_reranker() -> None:
     class Dense:
         reranker = WordOverlap()
         rerank_depth = 30
+        rerank = True  # search.rerank_by_default
 
         def search(self, query: str, filters: Any, limit: int, mode: str, rerank: bool | None = None) -> list[Any]:
             assert mode == "dense" and rerank is False

@@ -175,8 +175,8 @@ def search(
     include_retracted: bool = typer.Option(False, help="Also return retracted records."),
     mode: str = typer.Option("hybrid", help="hybrid, dense or sparse."),
     rerank: bool = typer.Option(None, "--rerank/--no-rerank", help="Reorder the top records with the trained "
-                                                                   "reranker (default: on when search.reranker is "
-                                                                   "set, as it is out of the box)."),
+                                                                   "reranker (default: search.rerank_by_default, "
+                                                                   "off out of the box)."),
     expand: bool = typer.Option(None, "--expand/--no-expand", help="Add synonyms the catalog's records define "
                                                                    "(NSCLC <-> non-small cell lung cancer, brand <-> "
                                                                    "generic names) to the query (default: the "
