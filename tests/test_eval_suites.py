@@ -57,7 +57,8 @@ def test_retrieval_on_pubmedqa_slice(shared_data: Path, tmp_path: Path, embedder
     result = retrieval.run(options, corpus_size=12)
     doc = _written(result, options)
     modes = doc["metrics"]["modes"]
-    assert set(modes) == {"dense", "sparse", "hybrid", "sparse+expand", "hybrid+expand"}  # + the synonym table's
+    assert set(modes) == {"dense", "sparse", "hybrid", "sparse+expand", "hybrid+expand",  # + the synonym table's
+                          "hybrid+rerank", "hybrid+expand+rerank"}  # the shipped reranker is configured
     assert doc["metrics"]["index"]["expansion"]["terms"] > 0  # the sync built it from the 12 abstracts
     for mode in modes.values():
         assert mode["queries_scored"] == 3
