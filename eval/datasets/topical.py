@@ -90,7 +90,7 @@ def content_key(text: str) -> frozenset[str]:
                      if t not in ARM_WORDS and len(t) > 2 and not re.search(r"\d", t))
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 0.0
 
 
@@ -119,8 +119,8 @@ def _ei_queries(root: Path, corpus: dict[str, dict[str, str]]) -> list[TopicalQu
         seen.add((pmcid, ikey, okey))
         candidates = {j for word in ikey for j in by_word[word]}
         relevant = sorted({prompts[j][1] for j in candidates
-                           if prompts[j][1] != pmcid and _jaccard(ikey, prompts[j][2]) >= JACCARD
-                           and _jaccard(okey, prompts[j][3]) >= JACCARD})
+                           if prompts[j][1] != pmcid and jaccard(ikey, prompts[j][2]) >= JACCARD
+                           and jaccard(okey, prompts[j][3]) >= JACCARD})
         if relevant:
             text = f"{row['Intervention'].strip()} versus {row['Comparator'].strip()}: {row['Outcome'].strip()}"
             out.append(TopicalQuery(f"ei-{pid}", text, "ei-ico", pmcid, dict.fromkeys(relevant, 1)))

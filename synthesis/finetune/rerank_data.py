@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.datasets.evidence_inference import flagged_incorrect, load_articles
-from eval.datasets.topical import build_topical, content_key
+from eval.datasets.topical import JACCARD, build_topical, content_key, jaccard
 from synthesis.finetune.data import git_commit, sha256_of, split_of
 from synthesis.finetune.encoder_data import heldout_ids
 
@@ -135,11 +135,13 @@ def build(shared: Path | str, out_dir: Path | str, *, seed: int = 1337, dev_frac
                     negatives.append((other, window))
                     if len(negatives) == hard_negatives:
                         break
-                while True:
+                for _ in range(50):  # one random negative from another article (bounded: a tiny corpus may have none)
                     other, window = flat_docs[rng.randrange(len(flat_docs))]
                     if other != a:
                         negatives.append((other, window))
                         break
+                if not negatives:
+                    continue  # a positive alone teaches nothing
                 for other, window in negatives:
                     title = articles[other].title if kind == "prompt" else ""
                     rows.append({"query": query, "passage": f"{title} {window}".strip(), "label": 0})
@@ -164,6 +166,4 @@ def build(shared: Path | str, out_dir: Path | str, *, seed: int = 1337, dev_frac
 def _shares_topic(a: list[tuple[frozenset[str], frozenset[str]]], b: list[tuple[frozenset[str], frozenset[str]]]) -> bool:
     """Whether two articles have prompts whose intervention words and outcome words overlap by half: the
     benchmark's relevance rule, so a likely-relevant article is never used as a negative."""
-    def jac(x: frozenset[str], y: frozenset[str]) -> float:
-        return len(x & y) / len(x | y) if x | y else 0.0
-    return any(jac(i1, i2) >= 0.5 and jac(o1, o2) >= 0.5 for i1, o1 in a for i2, o2 in b)
+    return any(jaccard(i1, i2) >= JACCARD and jaccard(o1, o2) >= JACCARD for i1, o1 in a for i2, o2 in b)
