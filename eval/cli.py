@@ -122,7 +122,7 @@ def build_topical_cmd(
 def extraction(
     dataset: Path = DatasetOpt, limit: int = LimitOpt, out: Path = OutOpt,
     backend: list[str] = typer.Option(["none"], "--backend", help=BACKEND_SPEC_HELP + " Repeat to compare."),
-    split: str = typer.Option("all", "--split", help="Evidence Inference articles: all, train or validation."),
+    split: str = typer.Option("all", "--split", help="Evidence Inference articles: all, train, validation, dev (the findings models' held-out part of train) or fit (the rest of train)."),
     all_prompts: bool = typer.Option(False, "--all-prompts", help="Also score prompts whose evidence is only in "
                                                                    "the full text (not in the abstract)."),
     as_json: bool = JsonOpt,

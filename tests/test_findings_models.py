@@ -296,3 +296,39 @@ def test_reading_more_records_than_the_cache_holds_returns_every_reading(models,
     readings = models.read_many(texts)
     assert len(readings) == 5 and len(models._cache) == 2  # noqa: SLF001
     assert [r.sentences[0].sentence.text for r in readings] == [t[0].text for t in texts]
+
+
+def test_dev_split_is_the_builders_dev_articles_and_never_validation(tmp_path: Path) -> None:
+    """`--split dev` (where settings chosen after training are tuned) must be exactly the articles the builder
+    kept out of training, and `fit` the rest of train; neither may hold a validation article."""
+    from eval.datasets.evidence_inference import split_ids
+    from synthesis.finetune.encoder_data import build, read_rows
+
+    folder = _ei_folder(tmp_path / "ei", n=40)
+    build(folder, tmp_path / "out")
+    dev_rows = {r["article"] for r in read_rows(tmp_path / "out" / "direction" / "dev.jsonl")}
+    train_rows = {r["article"] for r in read_rows(tmp_path / "out" / "direction" / "train.jsonl")}
+    dev, fit = split_ids(folder, "dev"), split_ids(folder, "fit")
+    assert dev and fit and dev == dev_rows and fit == train_rows
+    assert not (dev | fit) & {"PMC100", "PMC101"}
+
+
+def test_directions_for_a_question_mix_the_best_ranked_sentences(shared_data: Path, models) -> None:  # type: ignore[no-untyped-def]
+    from synthesis.findings_models.runtime import DIRECTION_TOP_K
+
+    reading = models.read_article(_nejm(shared_data))
+    pfs, = models.directions_for(reading, [("trametinib", "chemotherapy", "progression-free survival")])
+    assert pfs is not None and "progression-free survival" in pfs.sentence.sentence.text.lower()
+    assert pfs.direction == "increased" and pfs.confidence == pfs.probabilities["increased"]
+    assert abs(sum(pfs.probabilities.values()) - 1) < 1e-3
+    assert pfs.sentence is models.rank_for(reading, "trametinib", "chemotherapy", "progression-free survival")[0]
+    # one batch for all questions: DIRECTION_TOP_K direction-model inputs each
+    calls: list[int] = []
+    real = models.directions
+    models.directions = lambda items: calls.append(len(items)) or real(items)
+    try:
+        two = models.directions_for(reading, [("trametinib", "chemotherapy", "overall survival"),
+                                              ("trametinib", "chemotherapy", "response rate")])
+    finally:
+        del models.directions
+    assert len(two) == 2 and calls == [2 * DIRECTION_TOP_K]

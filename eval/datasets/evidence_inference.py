@@ -7,6 +7,11 @@ Files in `eval/evidence-inference/` (see its ORIGINAL_README.md):
   v2_annotations.csv        UserID, PromptID, PMCID, Valid Label, Valid Reasoning, Label, Annotations (evidence
                             text), Label Code, In Abstract (all "UNK" in v2), Evidence Start/End (full-text offsets)
   splits/ev2_{train,validation}_article_ids.txt   article ids of the v2 split
+
+Splits: `train` and `validation` as shipped; `dev` is the part of `train` the findings models held out for
+checkpoint selection (`oncolit finetune build-data findings`: seeded by article id, DEV_FRACTION of the non-
+validation articles) and `fit` the rest of `train`. Settings chosen after training (how many ranked sentences the
+direction model reads, and their weights) are tuned on `dev`, never on `validation`.
   ORIGINAL_README.md        lists prompts flagged "Incorrect": they are dropped here
 
 Gold per prompt: the majority label over annotations whose label the verifier accepted (`Valid Label` True); ties
@@ -30,7 +35,8 @@ from ingest.records import Article
 LABELS = ("significantly increased", "significantly decreased", "no significant difference")
 _LABEL_FIX = {"significantly increase": "significantly increased"}
 DROP_SECTIONS = {"ELECTRONIC SUPPLEMENTARY MATERIAL"}
-SPLITS = ("all", "train", "validation")
+SPLITS = ("all", "train", "validation", "dev", "fit")
+DEV_SEED, DEV_FRACTION = 1337, 0.1  # the findings models' train/dev cut (synthesis/finetune/encoder_data.build)
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,17 @@ def split_ids(root: Path, split: str) -> set[str] | None:
         return None
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}")
+    if split in ("dev", "fit"):
+        return {pmcid for pmcid in split_ids(root, "train") or set() if is_training_dev(pmcid) == (split == "dev")}
     path = root / "splits" / f"ev2_{split}_article_ids.txt"
     return {f"PMC{x.strip()}" for x in path.read_text().split() if x.strip()}
+
+
+def is_training_dev(pmcid: str, seed: int = DEV_SEED, fraction: float = DEV_FRACTION) -> bool:
+    """Whether the findings models kept this (non-validation) article out of training, for checkpoint selection."""
+    from synthesis.finetune.data import split_of  # eval reads the one split rule training used
+
+    return split_of(pmcid, {"train": 1 - fraction, "val": fraction}, seed) == "val"
 
 
 def load_evidence_inference(path: Path | str, split: str = "all") -> EvidenceInference:

@@ -25,7 +25,8 @@ cased, a plural "s" stripped, stop words dropped — occur in the other; each go
                   estimate of the article occurs.
 With the findings models (backends `default` and `models`, or any LLM spec with `+models`), three more blocks:
   direction_given_prompt  the standard Evidence Inference task: the ICO prompt is given; the reader ranks the
-                  abstract's sentences for it (`FindingsModels.rank_for`), the direction model reads the top one.
+                  abstract's sentences for it (`FindingsModels.directions_for`), the direction model reads the two best
+                  and their votes are mixed by rank score.
                   Rules-only backends: the outcome matched to the prompt as above (their only way to use a prompt).
   evidence_sentence  recall_at_1: the top-ranked sentence for a prompt holds one of its evidence spans (rules-only:
                   ranked by word overlap with the prompt); precision / recall / f1: the sentences called result
@@ -353,16 +354,10 @@ def score_prompts(article: Any, findings: Any, prompts: list[EIPrompt], models: 
         reading = models.read_article(article)
         predicted = {r.sentence.index for r in reading.sentences
                      if r.sentence.section != "TITLE" and r.result_probability >= RESULT_THRESHOLD}
-        tops = []
-        for p in labelled:
-            ranked = models.rank_for(reading, p.intervention, p.comparator, p.outcome)
-            top = ranked[0].sentence if ranked else None
-            hits.append(int(top is not None and _holds(top.text, p.evidence)))
-            tops.append((p, top))
-        calls = models.directions([(p.intervention, p.comparator, p.outcome, top.text) for p, top in tops if top])
-        it = iter(calls)
-        for p, top in tops:
-            given.append((p.label, DIRECTION_TO_LABEL[next(it)[0]] if top else NONE))
+        answers = models.directions_for(reading, [(p.intervention, p.comparator, p.outcome) for p in labelled])
+        for p, answer in zip(labelled, answers):
+            hits.append(int(answer is not None and _holds(answer.sentence.sentence.text, p.evidence)))
+            given.append((p.label, DIRECTION_TO_LABEL[answer.direction] if answer else NONE))
     else:
         quoted = [(o.quote or "") for o in findings.outcomes if o.value is not None or o.arm_values]
         predicted = {s.index for s in sentences if any(q and _flat(q) in _flat(s.text) for q in quoted)}

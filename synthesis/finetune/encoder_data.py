@@ -28,8 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.datasets.evidence_inference import LABELS, flagged_incorrect, load_articles, load_evidence_inference
-from synthesis.finetune.data import git_commit, sha256_of, split_of
+from eval.datasets.evidence_inference import (
+    DEV_FRACTION,
+    DEV_SEED,
+    LABELS,
+    flagged_incorrect,
+    is_training_dev,
+    load_articles,
+    load_evidence_inference,
+)
+from synthesis.finetune.data import git_commit, sha256_of
 from synthesis.text import WORD, Sentence, article_sentences, content_words, flat, norm_word
 
 TAGS = ("I", "C", "O")
@@ -169,7 +177,7 @@ def _direction_rows(pmcid: str, sentences: list[Sentence], prompts: list[Prompt]
     return rows
 
 
-def build(folder: Path | str, out_dir: Path | str, *, seed: int = 1337, dev_fraction: float = 0.1,
+def build(folder: Path | str, out_dir: Path | str, *, seed: int = DEV_SEED, dev_fraction: float = DEV_FRACTION,
           exclude: Iterable[str] = (), max_untagged: float = 0.15, say: Say = None) -> dict[str, Any]:
     """Write `reader/` and `direction/` under `out_dir`; returns the card. `max_untagged` keeps that
     share of sentences without any tag or evidence label (so the tagger also sees sentences with none)."""
@@ -189,7 +197,7 @@ def build(folder: Path | str, out_dir: Path | str, *, seed: int = 1337, dev_frac
         if not prompts.get(pmcid):
             counts["articles_without_prompts"] += 1
             continue
-        split = "dev" if split_of(pmcid, {"train": 1 - dev_fraction, "val": dev_fraction}, seed) == "val" else "train"
+        split = "dev" if is_training_dev(pmcid, seed, dev_fraction) else "train"
         sentences = article_sentences(articles[pmcid].record())
         for row in _reader_rows(pmcid, sentences, prompts[pmcid], split):
             if row["evidence"] is None and not row["tags"] and rng.random() > max_untagged:
