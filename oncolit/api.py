@@ -56,7 +56,8 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
             app.state.resources = await loop.run_in_executor(
                 pool.executor, lambda: stack.enter_context(open_resources(settings, llm=llm)).load())
             app.state.worker = pool
-            app.state.point_count = PointCount()
+            app.state.point_count = PointCount(await loop.run_in_executor(
+                pool.executor, app.state.resources.index.store.count))
             yield
         finally:
             pool.shutdown()

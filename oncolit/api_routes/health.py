@@ -20,8 +20,8 @@ COUNT_WAIT = 0.02  # seconds /healthz waits for a fresh point count
 class PointCount:
     """The index's point count, refreshed by at most one call at a time, never waited on for long."""
 
-    def __init__(self) -> None:
-        self.last: int | None = None
+    def __init__(self, initial: int | None = None) -> None:
+        self.last = initial
         self._running: asyncio.Future[int] | None = None
 
     async def get(self, count: Any) -> tuple[int | None, bool]:
