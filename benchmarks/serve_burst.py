@@ -14,7 +14,8 @@ its first words), so the embedding cache never answers for the model.
 Timed, in order:
   baseline   `--baseline` requests one at a time (the same mix as the burst), and /healthz idle;
   burst      `--requests` requests, `--concurrency` in flight (a share `--ask-share` are POST /ask, the rest
-             GET /search), while another thread asks /healthz every `--health-interval` seconds.
+             GET /search), while another process asks /healthz every `--health-interval` seconds (only
+             samples that started inside the burst count).
 
 Reported: per phase p50/p95/max ms and requests/s, the burst's ratio to the baseline (latency and
 throughput), /healthz p50/p95/max and how many samples took over 50 ms, status counts (503 = the server
@@ -34,7 +35,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -168,29 +168,47 @@ async def run_requests(base: str, requests: list[tuple[str, str]],
         return list(results), time.perf_counter() - started
 
 
-class HealthSampler(threading.Thread):
-    """/healthz every `interval` seconds on its own connection and thread, until stopped."""
+def sample_health(base: str, interval: float, stop: Any, out: Any) -> None:
+    """/healthz every `interval` seconds until `stop` is set; sends [(wall-clock start, ms, ok)] to `out`.
+    Runs in its own process, as a load balancer's probe would: the burst's client shares no GIL with it."""
+    import httpx
+
+    samples: list[tuple[float, float, bool]] = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while not stop.is_set():
+            at, started = time.time(), time.perf_counter()
+            try:
+                ok = client.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            samples.append((at, (time.perf_counter() - started) * 1000, ok))
+            stop.wait(interval)
+    out.send(samples)
+
+
+class HealthSampler:
+    """`sample_health` in a spawned process; only the samples that started inside the burst are kept."""
 
     def __init__(self, base: str, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.base, self.interval = base, interval
-        self.ms: list[float] = []
-        self.failures = 0
-        self.stop = threading.Event()
+        import multiprocessing
 
-    def run(self) -> None:
-        import httpx
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=sample_health, args=(base, interval, self.stop, send), daemon=True)
 
-        with httpx.Client(base_url=self.base, timeout=30) as client:
-            while not self.stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = client.get("/healthz").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.ms.append((time.perf_counter() - started) * 1000)
-                self.failures += not ok
-                self.stop.wait(self.interval)
+    def start(self) -> None:
+        """Start the probe and give it time to import and connect before the burst begins."""
+        self._proc.start()
+        time.sleep(3.0)
+
+    def finish(self, since: float, until: float) -> tuple[list[float], int]:
+        """(latencies ms, failures) of the samples that started between `since` and `until` (wall clock)."""
+        self.stop.set()
+        samples = self._recv.recv() if self._recv.poll(120) else []
+        self._proc.join(timeout=30)
+        inside = [(ms, ok) for at, ms, ok in samples if since <= at <= until]
+        return [ms for ms, _ok in inside], sum(1 for _ms, ok in inside if not ok)
 
 
 def phase(results: list[tuple[str, int, float]], seconds: float) -> dict[str, Any]:
@@ -259,13 +277,13 @@ def main() -> None:
             sampler = HealthSampler(base, args.health_interval)
             sampler.start()
             burst_plan = plan(queries, args.requests, args.ask_share, args.baseline)
+            since = time.time()
             burst_results, burst_seconds = asyncio.run(run_requests(base, burst_plan, args.concurrency))
-            sampler.stop.set()
-            sampler.join(timeout=60)
+            health_ms, health_failures = sampler.finish(since, time.time())
             result["burst"] = {**phase(burst_results, burst_seconds), "concurrency": args.concurrency}
-            result["healthz_during_burst"] = {**summary(sampler.ms), "failures": sampler.failures,
+            result["healthz_during_burst"] = {**summary(health_ms), "failures": health_failures,
                                               f"over_{int(HEALTH_TARGET_MS)}ms": sum(
-                                                  1 for ms in sampler.ms if ms > HEALTH_TARGET_MS),
+                                                  1 for ms in health_ms if ms > HEALTH_TARGET_MS),
                                               "target_ms": HEALTH_TARGET_MS}
         finally:
             proc.terminate()

@@ -1,11 +1,15 @@
 """GET /healthz: is the service up, and what is it serving. It must answer at once under any load (a load
-balancer takes a slow answer for a dead server), so it never waits for the search/ask workers: the point
-count runs on the general thread pool, and when the store takes longer than `COUNT_WAIT` (an index sync
-writing, a long scan) the last count is reported with `points_stale: true`."""
+balancer takes a slow answer for a dead server), so it does no blocking work and waits for no thread: it
+reports the point count last read, and starts a fresh read on the general thread pool when that one is
+older than `REFRESH_SECONDS` (never waiting for it). `points_stale` is true while the count is older than
+`STALE_SECONDS` (the store is slow to answer: an index sync writing, a long scan)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,35 +17,42 @@ from fastapi import APIRouter, Request
 from oncolit import __version__
 from oncolit.api_routes.deps import resources, worker
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["service"])
-COUNT_WAIT = 0.02  # seconds /healthz waits for a fresh point count
+REFRESH_SECONDS = 1.0
+STALE_SECONDS = 10.0
 
 
 class PointCount:
-    """The index's point count, refreshed by at most one call at a time, never waited on for long."""
+    """The index's point count, refreshed in the background by at most one read at a time."""
 
     def __init__(self, initial: int | None = None) -> None:
         self.last = initial
-        self._running: asyncio.Future[int] | None = None
+        self.read_at = time.monotonic() if initial is not None else 0.0
+        self._running: asyncio.Task[None] | None = None
 
-    async def get(self, count: Any) -> tuple[int | None, bool]:
-        """(points, stale): a fresh count if the store gives one within `COUNT_WAIT`, else the last one."""
+    def get(self, count: Callable[[], int]) -> tuple[int | None, bool]:
+        """(points, stale) now; a refresh is started when due and not already running."""
+        now = time.monotonic()
+        if now - self.read_at > REFRESH_SECONDS and (self._running is None or self._running.done()):
+            self._running = asyncio.ensure_future(self._refresh(count))
+        return self.last, now - self.read_at > STALE_SECONDS
+
+    async def _refresh(self, count: Callable[[], int]) -> None:
         from starlette.concurrency import run_in_threadpool
 
-        if self._running is None or self._running.done():
-            self._running = asyncio.ensure_future(run_in_threadpool(count))
         try:
-            self.last = await asyncio.wait_for(asyncio.shield(self._running), COUNT_WAIT)
-            return self.last, False
-        except TimeoutError:
-            return self.last, True
+            self.last = await run_in_threadpool(count)
+            self.read_at = time.monotonic()
+        except Exception as exc:  # a failing store shows as a stale count; the next health check tries again
+            log.warning("the point count for /healthz failed: %s", exc)
 
 
 @router.get("/healthz", summary="Liveness and what is loaded")
 async def healthz(request: Request) -> dict[str, Any]:
     res = resources(request)
     counter: PointCount = request.app.state.point_count
-    points, stale = await counter.get(res.index.store.count)
+    points, stale = counter.get(res.index.store.count)
     pool = worker(request)
     return {"status": "ok", "version": __version__, "collection": res.index.collection, "points": points,
             "points_stale": stale, "llm": res.llm.name, "generates": res.llm.capabilities.generation,
