@@ -22,7 +22,8 @@ throughput), /healthz p50/p95/max and how many samples took over 50 ms, status c
 refused past `serve.max_queued`).
 
     .venv/bin/python -m benchmarks.serve_burst [--data ../shared/data] [--records 300] [--requests 200]
-        [--concurrency 20] [--baseline 20] [--ask-share 0.2] [--workers N] [--json] [--out burst.json]
+        [--concurrency 20] [--baseline 20] [--ask-share 0.2] [--workers N] [--data-dir DIR (kept, reused)]
+        [--server-env ONCOLIT_SERVE__SWITCH_INTERVAL_MS=5] [--json] [--out burst.json]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,9 +99,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, workers: int | None, log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, workers: int | None, log_path: Path,
+                 extra: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ONCOLIT_DATA_DIR": str(data_dir), "ONCOLIT_LLM__BACKEND": "none",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra}
     env.pop("ONCOLIT_CONFIG", None)
     if workers is not None:
         env["ONCOLIT_SERVE__WORKERS"] = str(workers)
@@ -236,6 +239,10 @@ def main() -> None:
     parser.add_argument("--health-interval", type=float, default=0.05)
     parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--workdir", type=Path, default=None, help="Where the data dir goes (default: a temp dir).")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="Keep the catalog + index here and reuse it on the next run (default: a fresh temp dir).")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="A setting for the server, e.g. ONCOLIT_SERVE__SWITCH_INTERVAL_MS=5; repeatable.")
     parser.add_argument("--json", action="store_true", help="Print the JSON result on stdout (else a summary).")
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
     args = parser.parse_args()
@@ -246,14 +253,22 @@ def main() -> None:
     result["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                           if k not in ("json", "out")}
     with tempfile.TemporaryDirectory(prefix="oncolit-burst-", dir=args.workdir) as tmp:
-        data_dir = Path(tmp) / "data"
+        built = args.data_dir or Path(tmp) / "built"
         started = time.perf_counter()
-        queries = build_data(args.data, data_dir, args.records)
+        queries_file = built / "burst-queries.json"
+        if queries_file.exists():
+            queries = json.loads(queries_file.read_text())
+        else:
+            queries = build_data(args.data, built, args.records)
+            queries_file.write_text(json.dumps(queries))
+        data_dir = Path(tmp) / "data"  # the server works on a copy: a kept dir never caches a run's queries
+        shutil.copytree(built, data_dir)
         result["setup_seconds"] = round(time.perf_counter() - started, 1)
         log(f"catalog + index of {len(queries)} records in {result['setup_seconds']} s; starting the server")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(data_dir, port, args.workers, Path(tmp) / "server.log")
+        extra = dict(item.split("=", 1) for item in args.server_env)
+        proc = start_server(data_dir, port, args.workers, Path(tmp) / "server.log", extra)
         try:
             started = time.perf_counter()
             health = wait_ready(base, proc, args.ready_timeout)

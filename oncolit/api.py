@@ -20,6 +20,7 @@ taken, 503 for a model that cannot run).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 
@@ -50,6 +51,8 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
         import asyncio
 
         loop = asyncio.get_running_loop()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(settings.serve.switch_interval_ms / 1000)
         pool = WorkerPool(settings.serve.workers, settings.serve.max_queued)
         stack = ExitStack()
         try:
@@ -62,6 +65,7 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
         finally:
             pool.shutdown()
             stack.close()
+            sys.setswitchinterval(switch)
 
     app = FastAPI(title="OncoLit", version=__version__, lifespan=lifespan,
                   description="A living, searchable, cited oncology evidence base. Every citation in an answer "

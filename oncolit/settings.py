@@ -125,6 +125,10 @@ class ServeSettings(BaseModel):
 
     workers: int = Field(2, ge=1, le=64, description="Threads that run search and ask (ONCOLIT_SERVE__WORKERS).")
     max_queued: int = Field(64, ge=0, description="Searches/asks that may wait for a worker before 503.")
+    switch_interval_ms: float = Field(1.0, gt=0, le=100, description="How often Python hands the GIL between "
+                                                                     "threads in the server (Python's default "
+                                                                     "is 5): the event loop answering /healthz "
+                                                                     "gets it sooner from busy workers.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body; larger is 413.")
     key_failures: int = Field(10, ge=1, description="Failed API-key checks one client may make per window "
                                                     "before 429 (each check costs one scrypt).")
