@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -277,6 +278,9 @@ class CachedEmbedder:
     each distinct text once. `hits` and `misses` count texts for run statistics. Query vectors are
     kept under `<name>#query`: for an asymmetric model the same text has two vectors, and a query
     typed word for word like a stored chunk must not be answered with the chunk's vector.
+
+    Safe to share between threads (the HTTP server's search workers): one connection, used under a lock;
+    the inner embedder runs outside it, so two threads embed at once.
     """
 
     def __init__(self, inner: ChunkingEmbedder, cache_dir: Path | str) -> None:
@@ -286,7 +290,8 @@ class CachedEmbedder:
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / "embeddings.sqlite"
-        self._db = sqlite3.connect(self.path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, text_sha256 TEXT NOT NULL, "
                          "dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID")
@@ -317,7 +322,7 @@ class CachedEmbedder:
         if missing:
             vectors = compute(list(missing.values()))
             rows = [(model, k, self.dim, v.astype(np.float32).tobytes()) for k, v in zip(missing, vectors)]
-            with self._db:
+            with self._lock, self._db:
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
             found.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in vectors)))
         self.misses += sum(1 for k in keys if k in missing)
@@ -330,15 +335,18 @@ class CachedEmbedder:
         for start in range(0, len(pending), 500):  # stay under SQLite's bound-parameter limit
             part = pending[start:start + 500]
             marks = ",".join("?" * len(part))
-            for key, dim, blob in self._db.execute(
+            with self._lock:
+                rows = self._db.execute(
                     f"SELECT text_sha256, dim, vector FROM vectors WHERE model = ? AND text_sha256 IN ({marks})",
-                    [model, *part]):
+                    [model, *part]).fetchall()
+            for key, dim, blob in rows:
                 if dim == self.dim:
                     found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> CachedEmbedder:
         return self

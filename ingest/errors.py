@@ -10,6 +10,7 @@ llama.cpp / transformers / HTTP in the LLM backends, smtplib in delivery).
     │   └── MalformedPayload         a response or file could not be read safely (bad/truncated/hostile XML or JSON)
     │       └── InvalidRecord        one record holds an impossible value (quarantined, not fatal)
     ├── CatalogError                 the catalog database refused an operation
+    │   └── AlreadyExists            a name that must be unique (a saved search ...) is taken
     ├── RecordNotFound               no record (or saved search, subscriber, user ...) with that name
     ├── CurationError                a curation request that cannot be carried out as asked
     │   └── PermissionDenied         the acting user lacks the role the change needs
@@ -70,6 +71,11 @@ class InvalidRecord(MalformedPayload):
 
 class CatalogError(OncoLitError):
     """The catalog database refused an operation."""
+
+
+class AlreadyExists(CatalogError):
+    """A name that must be unique (a saved search, ...) is already taken: pick another or remove the old one.
+    HTTP answers 409, not 500: the request was fine, it collides with what is there."""
 
 
 class RecordNotFound(OncoLitError):

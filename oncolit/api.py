@@ -6,19 +6,22 @@
     GET  /healthz        liveness and what is loaded
 
 Serve it with `oncolit serve` (uvicorn). The app's `oncolit.resources.Resources` (catalog, curation,
-index, searcher, LLM) are built once, when the app starts, on the one worker thread that then runs
-every blocking call (see `oncolit.api_routes`), and closed when it stops. Routes live in `oncolit.api_routes`, one module per area; add a module
-with a `router` and list it in `ROUTERS`.
+index, searcher, LLM) are built once, when the app starts, and closed when it stops. Search and ask run on
+a pool of `serve.workers` threads (at most `serve.max_queued` waiting, then 503); health checks, record
+reads and the librarian routes never queue behind them (see `oncolit.api_routes`). Bodies over
+`serve.max_body_bytes` get 413; every response carries `nosniff` and, unless it sets its own,
+`Cache-Control: no-store` (`oncolit.api_routes.middleware`). Routes live in `oncolit.api_routes`, one
+module per area; add a module with a `router` and list it in `ROUTERS`.
 
 Errors: OncoLit's own errors become JSON `{"error": <kind>, "detail": <one line>}` with the status of
-the one table in `oncolit.http_errors` (404 for a record that does not exist, 503 for a model that
-cannot run).
+the one table in `oncolit.http_errors` (404 for a record that does not exist, 409 for a name that is
+taken, 503 for a model that cannot run).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -27,6 +30,9 @@ from fastapi.responses import JSONResponse
 from ingest.errors import OncoLitError
 from oncolit import __version__
 from oncolit.api_routes import ask, health, records, search
+from oncolit.api_routes.deps import WorkerPool
+from oncolit.api_routes.health import PointCount
+from oncolit.api_routes.middleware import Guard
 from oncolit.http_errors import error_body
 from oncolit.resources import open_resources
 from oncolit.settings import Settings
@@ -37,24 +43,29 @@ ROUTERS = (ask.router, search.router, records.router, health.router)
 
 def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
     """The API over the catalog and index that `settings` point at. An `llm` passed in is used
-    instead of building one from settings (and stays the caller's to close). The embedder is always
-    built here, on the worker thread: its SQLite cache may only be used by the thread that opened it."""
+    instead of building one from settings (and stays the caller's to close). Everything is built at startup
+    on a worker thread, before the first request, so no request pays for loading a model."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oncolit-api")
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(settings.serve.switch_interval_ms / 1000)
+        pool = WorkerPool(settings.serve.workers, settings.serve.max_queued)
         stack = ExitStack()
         try:
             app.state.resources = await loop.run_in_executor(
-                pool, lambda: stack.enter_context(open_resources(settings, llm=llm)).load())
+                pool.executor, lambda: stack.enter_context(open_resources(settings, llm=llm)).load())
             app.state.worker = pool
+            app.state.point_count = PointCount(await loop.run_in_executor(
+                pool.executor, app.state.resources.index.store.count))
             yield
         finally:
-            await loop.run_in_executor(pool, stack.close)
-            pool.shutdown(wait=True)
+            pool.shutdown()
+            stack.close()
+            sys.setswitchinterval(switch)
 
     app = FastAPI(title="OncoLit", version=__version__, lifespan=lifespan,
                   description="A living, searchable, cited oncology evidence base. Every citation in an answer "
@@ -65,6 +76,7 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
     from oncolit.web import create_router  # librarian JSON routes and pages share the app's resources
 
     app.include_router(create_router(settings))
+    app.add_middleware(Guard, max_body_bytes=settings.serve.max_body_bytes)
 
     @app.exception_handler(OncoLitError)
     async def _oncolit_error(request: Request, exc: OncoLitError) -> JSONResponse:

@@ -8,6 +8,7 @@ means one status wherever it is raised. The first row that matches wins: subclas
 from __future__ import annotations
 
 from ingest.errors import (
+    AlreadyExists,
     ConfigError,
     CurationError,
     LLMError,
@@ -24,6 +25,7 @@ from ingest.errors import (
 HTTP_ERRORS: tuple[tuple[type[OncoLitError], int, str], ...] = (
     (PermissionDenied, 403, "forbidden"),
     (RecordNotFound, 404, "not_found"),
+    (AlreadyExists, 409, "conflict"),  # the request was fine; the name is taken
     (CurationError, 400, "invalid_request"),
     (SourceRequestError, 400, "source_refused"),  # the source refused the query as written: fix the query
     (SourceUnavailable, 503, "source_unavailable"),

@@ -11,8 +11,8 @@
 Each resource is built the first time it is used (so `oncolit records show` never imports torch or
 qdrant, and a digest run with nothing due never loads a model) by the builders in `oncolit.wiring`, and
 closed when the block ends. Something passed in (`catalog=`, `embedder=`, `llm=`) is used as it is and
-stays the caller's to close. The HTTP API builds everything up front with `load()` on the one worker
-thread that then uses it (llama.cpp and the SQLite embedding cache stay on their thread).
+stays the caller's to close. The HTTP API builds everything up front with `load()`; its worker threads then
+share it (the local LLM backends serialise their own calls, the embedding cache its SQLite connection).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from oncolit.delivery.settings import DigestSettings, SmtpSettings
 
 # The sections, wherever they are defined, are importable from here.
 __all__ = ["CTGovSettings", "ChunkingSettings", "DigestSettings", "EmbeddingSettings", "IndexSettings", "LLMSettings",
-           "PubMedSettings", "RetrySettings", "ScheduleSettings", "Settings", "SmtpSettings", "config_path",
-           "load_settings"]
+           "PubMedSettings", "RetrySettings", "ScheduleSettings", "ServeSettings", "Settings", "SmtpSettings",
+           "config_path", "load_settings"]
 
 
 class ScheduleSettings(BaseModel):
@@ -116,6 +116,28 @@ class FindingsModelSettings(BaseModel):
     threads: int = 2
 
 
+class ServeSettings(BaseModel):
+    """The HTTP server (`oncolit serve`): how much work it takes on at once, and what it refuses.
+
+    Search and ask run on `workers` threads of their own; health checks, record reads and the librarian
+    routes never queue behind them. Past `max_queued` waiting searches/asks the server answers 503 with
+    Retry-After instead of letting latency grow without bound."""
+
+    workers: int = Field(2, ge=1, le=64, description="Threads that run search and ask (ONCOLIT_SERVE__WORKERS).")
+    max_queued: int = Field(64, ge=0, description="Searches/asks that may wait for a worker before 503.")
+    switch_interval_ms: float = Field(1.0, gt=0, le=100, description="How often Python hands the GIL between "
+                                                                     "threads in the server (Python's default "
+                                                                     "is 5): the event loop answering /healthz "
+                                                                     "gets it sooner from busy workers.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body; larger is 413.")
+    key_failures: int = Field(10, ge=1, description="Failed API-key checks one client may make per window "
+                                                    "before 429 (each check costs one scrypt).")
+    key_failure_window_seconds: float = Field(60.0, gt=0, description="The window those failures are counted in.")
+    key_cache_seconds: float = Field(60.0, ge=0, description="How long a key that passed its scrypt check is "
+                                                             "trusted without another (revocation still "
+                                                             "applies at once); 0 = never cached.")
+
+
 class Settings(BaseSettings):
     """Everything OncoLit can be told. Every path lives under `data_dir` unless set explicitly."""
 
@@ -140,6 +162,7 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

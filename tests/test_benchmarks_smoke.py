@@ -65,3 +65,13 @@ def test_cold_start(tmp_path: Path) -> None:
     assert result["results"]["sparse-no-rerank"]["ratio_to_python"] > 0
     assert result["results"]["help"]["imports"]["sqlalchemy"] is False
     assert result["results"]["sparse-no-rerank"]["imports"]["torch"] is False
+
+
+@pytest.mark.slow  # ~40 s: a fresh index (the embedder loads) and a real server process
+def test_serve_burst(shared_data: Path, tmp_path: Path) -> None:
+    result = run_benchmark("serve_burst", tmp_path / "r.json", "--data", str(shared_data), "--records", "20",
+                           "--requests", "8", "--concurrency", "4", "--baseline", "2", "--workdir", str(tmp_path))
+    assert result["burst"]["statuses"] == {"200": 8} and result["burst"]["by_kind"]["ask"]["n"] >= 1
+    assert result["baseline"]["n"] == 2 and result["ratios"]["throughput_vs_baseline"] > 0
+    assert result["healthz_during_burst"]["n"] >= 1 and result["healthz_during_burst"]["failures"] == 0
+    assert result["server"]["workers"] >= 1 and result["server"]["points"] > 0

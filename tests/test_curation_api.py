@@ -37,7 +37,9 @@ def env(tmp_path: Path, shared_data: Path, replay: ReplayServer):
     items = parse_pubmed_xml((shared_data / "pubmed" / "real" / "biomcp" / "efetch_citation_22663011.xml").read_bytes())
     items += parse_pubmed_xml((FIXTURES / "hostile_title.xml").read_bytes())
     items += list(iter_ctgov_path(shared_data / "ctgov" / "real" / "biomcp" / "get_nct02576665_20260811.json"))
-    settings = Settings(data_dir=tmp_path, pubmed={"base_url": replay.eutils_url, "requests_per_second": 100})
+    # Many wrong keys on purpose from one client: the throttle (tests/reliability/test_http.py) is raised here.
+    settings = Settings(data_dir=tmp_path, pubmed={"base_url": replay.eutils_url, "requests_per_second": 100},
+                        serve={"key_failures": 10_000})
     with Catalog(settings.resolved_catalog_url) as catalog:
         catalog.ingest_batch(items)
         cur = Curation(catalog)
@@ -154,7 +156,11 @@ def test_read_routes_for_readers_and_librarian_views(env) -> None:
 
 
 def _login(client: TestClient, key: str):
-    return client.post("/librarian/login", data={"key": key, "next": "/librarian/queue"}, follow_redirects=False)
+    """As a browser does: load the login page (its pre-session cookie and form token), then post the form."""
+    page = client.get("/librarian/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return client.post("/librarian/login", data={"key": key, "next": "/librarian/queue", "csrf": token},
+                       follow_redirects=False)
 
 
 def test_pages_need_a_librarian_session_and_forms_need_their_token(env) -> None:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.migrations import migrate
-from ingest.errors import CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
+from ingest.errors import AlreadyExists, CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
 from ingest.records import Article, Trial
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
@@ -239,7 +239,7 @@ class Catalog:
                     name=name, source=source, query=query, params=params or {}, schedule=schedule,
                     owner=owner, active=active, watermark=watermark, created_at=now, updated_at=now))
         except IntegrityError as exc:
-            raise CatalogError(f"a saved search named {name!r} already exists; remove it or pick another name") from exc
+            raise AlreadyExists(f"a saved search named {name!r} already exists; remove it or pick another name") from exc
         return self.get_search(name)
 
     def get_search(self, name: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from ingest.curation.rules import (
     normalise_value,
     rules_verdict,
 )
-from ingest.errors import RecordNotFound
+from ingest.errors import AlreadyExists, RecordNotFound
 from ingest.records import Article, Trial
 from ingest.source import Query, Source, Window
 
@@ -139,10 +139,12 @@ class ImportReport:
 class Curation:
     """A handle on the curation tables of one catalog (it does not own the catalog)."""
 
-    def __init__(self, catalog: Catalog, *, evidence: EvidenceFn | None = None):
+    def __init__(self, catalog: Catalog, *, evidence: EvidenceFn | None = None,
+                 verified_keys: access.VerifiedKeys | None = None):
         self.catalog = catalog
         self.engine = catalog.engine
         self.evidence = evidence
+        self.verified_keys = verified_keys  # the server's cache of keys that passed scrypt (None: check each time)
         self._rules_cache: tuple[int, list[Rule]] | None = None
         self._relevance_cache: tuple[Any, RelevanceModel | None] | None = None
         ensure_schema(catalog)
@@ -213,9 +215,15 @@ class Curation:
                 if admins <= 1:
                     raise CurationError("this is the last active admin; make another admin first")
             conn.execute(update(cs.curation_users).where(cs.curation_users.c.name == name).values(**after))
-            if not after["active"]:
+            if not after["active"]:  # disabling revokes: enabling again must not bring old keys back to life
+                keys = cs.curation_api_keys
+                revoked = [r.key_id for r in conn.execute(select(keys.c.key_id).where(and_(
+                    keys.c.user_name == name, keys.c.revoked_at.is_(None))))]
+                conn.execute(update(keys).where(keys.c.key_id.in_(revoked)).values(revoked_at=_now()))
                 conn.execute(cs.curation_sessions.delete().where(cs.curation_sessions.c.user_name == name))
-            self._audit(conn, actor, "user.update", "user", name, before, after)
+                after_audit = {**after, "keys_revoked": revoked}
+            self._audit(conn, actor, "user.update", "user", name, before,
+                        after_audit if not after["active"] else after)
         return {"name": name, **after}
 
     def create_key(self, actor: str, user_name: str | None = None, label: str | None = None) -> tuple[str, str]:
@@ -270,7 +278,7 @@ class Curation:
                 users, users.c.name == keys.c.user_name).where(keys.c.key_id == key_id)).first()
         if row is None or row.revoked_at is not None or not row.active:
             return None
-        if not access.verify_token(token or "", row.salt, row.hash):
+        if not access.verify_token(token or "", row.salt, row.hash, self.verified_keys):
             return None
         now = _now()
         if row.last_used_at is None or now - _aware(row.last_used_at) > dt.timedelta(minutes=5):
@@ -368,8 +376,7 @@ class Curation:
                    *, schedule: str | None = None, owner: str | None = None, active: bool = True,
                    backfill_from: dt.date | None = None) -> dict[str, Any]:
         self.require(actor, "librarian")
-        if source not in ("pubmed", "ctgov"):
-            raise CurationError(f"unknown source {source!r}; choose pubmed or ctgov")
+        _check_new_search(self.catalog, name, source)
         _check_cron(schedule)
         row = self.catalog.add_search(name, source, query, params or {}, schedule, owner or actor, active,
                                       watermark=backfill_from)
@@ -434,8 +441,7 @@ class Curation:
                             owner: str | None = None, watermark: dt.date | None = None) -> dict[str, Any]:
         """`oncolit searches add`: the machine's operator (shell access to the data dir, so no role to
         check), still audited under their name so the librarians' log shows every change."""
-        if source not in ("pubmed", "ctgov"):
-            raise CurationError(f"unknown source {source!r}; choose pubmed or ctgov")
+        _check_new_search(self.catalog, name, source)
         _check_cron(schedule)
         row = self.catalog.add_search(name, source, query, params or {}, schedule, owner, watermark=watermark)
         with self.engine.begin() as conn:
@@ -1085,6 +1091,19 @@ def _search_view(row: dict[str, Any]) -> dict[str, Any]:
 def _rule_view(rule: Rule) -> dict[str, Any]:
     return {"action": rule.action, "field": rule.field, "value": rule.value, "reason": rule.reason,
             "author": rule.author, "active": rule.active}
+
+
+def _check_new_search(catalog: Catalog, name: str, source: str) -> None:
+    """A new saved search's name and source, checked before anything is written (the catalog's unique
+    constraint still catches a race and raises the same `AlreadyExists`)."""
+    access.check_search_name(name)
+    if source not in ("pubmed", "ctgov"):
+        raise CurationError(f"unknown source {source!r}; choose pubmed or ctgov")
+    try:
+        catalog.get_search(name)
+    except RecordNotFound:
+        return
+    raise AlreadyExists(f"a saved search named {name!r} already exists; remove it or pick another name")
 
 
 def _check_cron(schedule: str | None) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from oncolit.api_routes.deps import Filters, in_worker, resources
+from oncolit.resources import Resources
 from synthesis.answer import answer
 
 router = APIRouter(tags=["answers"])
@@ -59,9 +61,13 @@ class AnswerOut(BaseModel):
 
 
 @router.post("/ask", response_model=AnswerOut, summary="Answer a question with verified citations")
-async def ask(body: AskRequest, request: Request) -> dict[str, Any]:
-    res = resources(request)
-    result = await in_worker(request, answer, body.question, res.searcher, res.catalog, res.llm,
-                             filters=body.filters.search_filter(), limit=body.limit,
-                             models=res.findings_models, answerer=res.answer_model)
-    return result.as_dict()
+async def ask(body: AskRequest, request: Request) -> JSONResponse:
+    return await in_worker(request, _ask, resources(request), body)
+
+
+def _ask(res: Resources, body: AskRequest) -> JSONResponse:
+    """On the worker: the answer, checked against `AnswerOut` and encoded there, so the event loop (and the
+    health checks it serves) never spends time on a large answer's validation and JSON."""
+    result = answer(body.question, res.searcher, res.catalog, res.llm, filters=body.filters.search_filter(),
+                    limit=body.limit, models=res.findings_models, answerer=res.answer_model)
+    return JSONResponse(AnswerOut.model_validate(result.as_dict()).model_dump(mode="json"))

@@ -1,4 +1,4 @@
-"""Shared route plumbing: the app's resources, the worker thread, request models for filters."""
+"""Shared route plumbing: the app's resources, the worker pool, request models for filters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Literal, TypeVar
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 
 from index.store import SearchFilter
@@ -24,14 +24,49 @@ def resources(request: Request) -> Resources:
     return res
 
 
-def worker(request: Request) -> ThreadPoolExecutor:
-    pool: ThreadPoolExecutor = request.app.state.worker
+class WorkerPool:
+    """The threads that run search and ask (`serve.workers` of them), with a bound on what may wait.
+
+    Heavy calls (query embedding, ranking, findings models, the LLM) queue here and nowhere else, so the
+    event loop and the cheap routes never wait behind them. Past `max_queued` calls waiting for a thread,
+    a new one is refused at once (503 with Retry-After) instead of growing every caller's latency."""
+
+    def __init__(self, workers: int, max_queued: int) -> None:
+        self.workers = workers
+        self.max_queued = max_queued
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oncolit-worker")
+        self.in_flight = 0  # read and changed only on the event loop's thread
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.in_flight >= self.workers + self.max_queued:
+            raise HTTPException(503, f"the server is busy ({self.in_flight} searches/answers running or waiting); "
+                                     "retry shortly", headers={"Retry-After": "1"})
+        self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        finally:
+            self.in_flight -= 1
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def worker(request: Request) -> WorkerPool:
+    pool: WorkerPool = request.app.state.worker
     return pool
 
 
 async def in_worker(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking `fn` on the thread that owns the resources."""
-    return await asyncio.get_running_loop().run_in_executor(worker(request), partial(fn, *args, **kwargs))
+    """Run blocking, heavy `fn` (a search, an answer) on the worker pool."""
+    return await worker(request).run(fn, *args, **kwargs)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking but cheap `fn` (a catalog read, a point count) on the server's general thread pool, the
+    one the librarian routes use: it never waits behind a search or an answer."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 class Filters(BaseModel):

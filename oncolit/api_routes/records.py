@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from oncolit.api_routes.deps import in_worker, resources
+from oncolit.api_routes.deps import in_thread, resources
 from oncolit.ids import normalise_id
 
 router = APIRouter(tags=["records"])
@@ -19,7 +19,7 @@ async def get_record(record_id: str, request: Request) -> dict[str, Any]:
     """Accepts `pubmed:22663011`, `PMID:22663011`, `22663011`, `ctgov:NCT02576665` or `NCT02576665`.
     A record a librarian excluded is still served by id (it is in the catalog) but says so: `curation.excluded`
     and the reason; search, answers and digests never show it."""
-    return await in_worker(request, _record, resources(request), normalise_id(record_id))
+    return await in_thread(_record, resources(request), normalise_id(record_id))
 
 
 def _record(res: Any, rid: str) -> dict[str, Any]:

@@ -4,7 +4,9 @@ decisions and links, sources, rules, the audit log, import/export, and (admins) 
 Plain HTML forms (POST, then redirect), so every page works by keyboard and without JavaScript; a
 small script only adds "select all" and confirmations. Jinja2 autoescapes everything, and the
 Content-Security-Policy allows no inline script: record text is data, never markup.
-A session is a random cookie (HttpOnly, SameSite=Strict); each form carries a token bound to it.
+A session is a random cookie (HttpOnly, SameSite=Strict); each form carries a token bound to it. The login
+form, before any session, carries one bound to a pre-session cookie, and a POST whose Origin (or Referer)
+names another host is refused.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import datetime as dt
 import hmac
 import json
 import math
+import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -25,13 +28,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ingest.curation import FIELDS, ROLES, CurationError, User
 from ingest.curation.access import csrf_token
 from ingest.curation.exports import MEDIA_TYPES, url_of
-from ingest.errors import RecordNotFound, SourceError
+from ingest.errors import AlreadyExists, RecordNotFound, SourceError
 from oncolit.http_errors import http_status
 from oncolit.web.deps import PAGES, SESSION_COOKIE, WebState
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"curation.css": "text/css", "curation.js": "text/javascript"}
 PAGE_SIZE = 50
+LOGIN_COOKIE = "oncolit_login"  # the pre-session token of the login form (there is no session to bind to yet)
 MAX_FORM_BYTES = 2_000_000
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
@@ -112,6 +116,17 @@ def _day(text: str) -> dt.date | None:
         raise CurationError(f"{text!r} is not a date like 2026-11-27") from None
 
 
+def same_origin(request: Request) -> bool:
+    """A browser names the page a POST came from (`Origin`, else `Referer`); one from another host is refused.
+    A request naming neither (not a browser form) passes to the token check."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin:
+        return True
+    if origin == "null":  # a sandboxed or privacy-stripped origin: cannot be ours
+        return False
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
 def _safe_next(target: str) -> str:
     """Only local librarian pages are followed after login (no open redirect)."""
     return target if target.startswith(PAGES + "/") and not target.startswith("//") and "\\" not in target \
@@ -158,10 +173,10 @@ def build(state: WebState) -> APIRouter:
 
     def guarded(request: Request, fn: Any, on_error: Any) -> Response:
         """Run a change; a curation, lookup or source error re-renders the page with the message, at the
-        status `oncolit.http_errors` gives it (400/403/404; 502/503 when a source failed)."""
+        status `oncolit.http_errors` gives it (400/403/404/409; 502/503 when a source failed)."""
         try:
             return fn()
-        except (CurationError, RecordNotFound, SourceError) as exc:
+        except (CurationError, RecordNotFound, AlreadyExists, SourceError) as exc:
             return on_error(str(exc), http_status(exc)[0])
 
     # ------------------------------------------------------------------ static, login, logout
@@ -177,25 +192,45 @@ def build(state: WebState) -> APIRouter:
     def home() -> RedirectResponse:
         return RedirectResponse(f"{PAGES}/queue", status_code=303)
 
+    def login_form(request: Request, target: str, *, status: int = 200, error: str | None = None,
+                   headers: dict[str, str] | None = None) -> HTMLResponse:
+        """The login page with a fresh pre-session token: a cookie (SameSite=Strict, so another site's form
+        never sends it) and the same value's form token in a hidden field, checked by the POST."""
+        pre = secrets.token_urlsafe(32)
+        response = render(request, "login.html", None, "", status=status, title="Log in", next=target,
+                          error=error, login_csrf=csrf_token(pre))
+        response.headers.update(headers or {})
+        response.set_cookie(LOGIN_COOKIE, pre, httponly=True, samesite="strict", path=PAGES,
+                            secure=request.url.scheme == "https", max_age=3600)
+        return response
+
     @router.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = f"{PAGES}/queue") -> HTMLResponse:
-        return render(request, "login.html", None, "", title="Log in", next=_safe_next(next))
+        return login_form(request, _safe_next(next))
 
     @router.post("/login")
     def login(request: Request, form: dict[str, list[str]] = Depends(form_data)) -> Response:
         key, target = _one(form, "key"), _safe_next(_one(form, "next"))
+        pre = request.cookies.get(LOGIN_COOKIE, "")
+        if not same_origin(request) or not pre or not hmac.compare_digest(_one(form, "csrf"), csrf_token(pre)):
+            return login_form(request, target, status=403,
+                              error="The login form has expired or did not come from this site; try again.")
         cur = state.curation(request)
-        found = cur.authenticate(key)
+        try:
+            found = state.check_key(request, key)
+        except HTTPException as exc:  # 429: too many failed keys from this address
+            return login_form(request, target, status=exc.status_code, error=str(exc.detail),
+                              headers=dict(exc.headers or {}))
         if found is None:
-            return render(request, "login.html", None, "", status=401, title="Log in", next=target,
-                          error="That key is not valid (or was revoked).")
+            return login_form(request, target, status=401, error="That key is not valid (or was revoked).")
         if not found[0].can("librarian"):
-            return render(request, "login.html", None, "", status=403, title="Log in", next=target,
-                          error="These pages are for librarians; your key is a reader's.")
+            return login_form(request, target, status=403,
+                              error="These pages are for librarians; your key is a reader's.")
         opened = cur.open_session(key)
         assert opened is not None
         cookie, _user = opened
         response = RedirectResponse(target, status_code=303)
+        response.delete_cookie(LOGIN_COOKIE, path=PAGES)
         response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", path=PAGES,
                             secure=request.url.scheme == "https", max_age=12 * 3600)
         return response
