@@ -10,6 +10,7 @@ from __future__ import annotations
 from ingest.errors import (
     ConfigError,
     CurationError,
+    IndexBusy,
     LLMError,
     MalformedPayload,
     OncoLitError,
@@ -30,6 +31,7 @@ HTTP_ERRORS: tuple[tuple[type[OncoLitError], int, str], ...] = (
     (MalformedPayload, 502, "source_malformed"),
     (SourceError, 502, "source_error"),
     (LLMError, 503, "model_unavailable"),
+    (IndexBusy, 503, "index_busy"),  # another process holds the embedded index: retry later
     (ConfigError, 500, "configuration"),
     (OncoLitError, 500, "internal"),
 )
