@@ -82,6 +82,18 @@ def test_a_second_opener_of_the_index_names_the_holder_and_gives_up_clearly(isol
         pass
 
 
+def test_schedule_run_refuses_while_the_server_runs_the_scheduler(isolated_env: Path) -> None:
+    from ingest.lock import ProcessLock
+
+    settings = Settings()
+    with ServerClaim(settings, "http://127.0.0.1:8126", scheduler=True) as owner, \
+            ProcessLock(settings.ensure_data_dir() / "scheduler.lock"):  # what the server's scheduler holds
+        proc = subprocess.run([*ONCOLIT, "schedule", "run"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"error: the scheduler already runs inside {owner.describe()}: one scheduler per "
+                                   "data dir (stop that one, or start the server with `oncolit serve --no-schedule`)")
+
+
 # ------------------------------------------------------------------------------------------ the whole thing
 
 def _free_port() -> int:
@@ -137,7 +149,10 @@ def test_serve_its_scheduled_ingest_and_sync_and_cli_commands_share_one_data_dir
         server = subprocess.Popen([*ONCOLIT, "serve", "--port", str(port)], env={**os.environ, **env},
                                   stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
-            # CLI searches from the first second: they wait for the starting server, then go through it.
+            claimed = time.monotonic() + 60
+            while running_server(settings) is None and server.poll() is None and time.monotonic() < claimed:
+                time.sleep(0.1)  # the claim comes first, before the models load
+            # CLI searches from the claim on: they wait for the starting server, then go through it.
             searches = 0
             deadline = time.monotonic() + 240
             while True:
