@@ -15,6 +15,7 @@ llama.cpp / transformers / HTTP in the LLM backends, smtplib in delivery).
     ├── CurationError                a curation request that cannot be carried out as asked
     │   └── PermissionDenied         the acting user lacks the role the change needs
     ├── StoreError                   the vector store refused an operation or holds an incompatible collection
+    │   └── IndexBusy                another process (`oncolit serve`, a sync) still holds the index after the wait
     ├── LLMError                     a model could not be loaded, found, verified or run
     │   ├── GenerationRefused        the configured backend does not generate (backend "none")
     │   ├── ModelNotFound            unknown registry name, model not pulled, or a path that is not a model
@@ -92,6 +93,11 @@ class PermissionDenied(CurationError):
 
 class StoreError(OncoLitError):
     """The vector store refused an operation or holds an incompatible collection."""
+
+
+class IndexBusy(StoreError):
+    """The embedded index has one writer at a time and another OncoLit process kept it past the wait; the
+    message names that process (`oncolit serve` with its URL, or the command and pid)."""
 
 
 class LLMError(OncoLitError):

@@ -4,6 +4,7 @@
     GET  /search         ranked records with the matching passage
     GET  /records/{id}   one catalog record
     GET  /healthz        liveness and what is loaded
+    POST /local/...      the CLI's commands while `oncolit serve` owns their data dir (`oncolit.api_routes.local`)
 
 Serve it with `oncolit serve` (uvicorn). The app's `oncolit.resources.Resources` (catalog, curation,
 index, searcher, LLM) are built once, when the app starts, and closed when it stops. Search and ask run on
@@ -29,22 +30,25 @@ from fastapi.responses import JSONResponse
 
 from ingest.errors import OncoLitError
 from oncolit import __version__
-from oncolit.api_routes import ask, health, records, search
+from oncolit.api_routes import ask, health, local, records, search
 from oncolit.api_routes.deps import WorkerPool
 from oncolit.api_routes.health import PointCount
 from oncolit.api_routes.middleware import Guard
 from oncolit.http_errors import error_body
+from oncolit.owner import ServerOwner
 from oncolit.resources import open_resources
 from oncolit.settings import Settings
 from synthesis.llm import LLM
 
-ROUTERS = (ask.router, search.router, records.router, health.router)
+ROUTERS = (ask.router, search.router, records.router, health.router, local.router)
 
 
-def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
+def create_app(settings: Settings, *, llm: LLM | None = None, owner: ServerOwner | None = None) -> FastAPI:
     """The API over the catalog and index that `settings` point at. An `llm` passed in is used
     instead of building one from settings (and stays the caller's to close). Everything is built at startup
-    on a worker thread, before the first request, so no request pays for loading a model."""
+    on a worker thread, before the first request, so no request pays for loading a model.
+    `owner` (from `oncolit serve`'s claim on the data dir): this process owns the index, runs the jobs of the
+    commands that ask it to (`/local/...`, with its token) and, when `owner.scheduler`, the scheduler."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,17 +58,22 @@ def create_app(settings: Settings, *, llm: LLM | None = None) -> FastAPI:
         switch = sys.getswitchinterval()
         sys.setswitchinterval(settings.serve.switch_interval_ms / 1000)
         pool = WorkerPool(settings.serve.workers, settings.serve.max_queued)
-        stack = ExitStack()
+        stack, jobs_stack = ExitStack(), ExitStack()
         try:
             app.state.resources = await loop.run_in_executor(
                 pool.executor, lambda: stack.enter_context(open_resources(settings, llm=llm)).load())
             app.state.worker = pool
             app.state.point_count = PointCount(await loop.run_in_executor(
                 pool.executor, app.state.resources.index.store.count))
+            app.state.owner = owner
+            if owner is not None:  # off the worker: a job it waits for at the end sends work to the worker
+                serving = local.serving(settings, app.state.resources, pool.executor, scheduler=owner.scheduler)
+                await loop.run_in_executor(None, lambda: jobs_stack.enter_context(serving))
             yield
         finally:
+            await loop.run_in_executor(None, jobs_stack.close)
+            await loop.run_in_executor(pool.executor, stack.close)
             pool.shutdown()
-            stack.close()
             sys.setswitchinterval(switch)
 
     app = FastAPI(title="OncoLit", version=__version__, lifespan=lifespan,

@@ -11,6 +11,7 @@ from ingest.errors import (
     AlreadyExists,
     ConfigError,
     CurationError,
+    IndexBusy,
     LLMError,
     MalformedPayload,
     OncoLitError,
@@ -32,6 +33,7 @@ HTTP_ERRORS: tuple[tuple[type[OncoLitError], int, str], ...] = (
     (MalformedPayload, 502, "source_malformed"),
     (SourceError, 502, "source_error"),
     (LLMError, 503, "model_unavailable"),
+    (IndexBusy, 503, "index_busy"),  # another process holds the embedded index: retry later
     (ConfigError, 500, "configuration"),
     (OncoLitError, 500, "internal"),
 )

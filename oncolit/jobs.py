@@ -9,12 +9,17 @@ sequences, not from time) — but the chain's own `status` is then `partial`, ne
 
 Jobs are referenced by import path ("oncolit.jobs:run_search_job") so the persistent job store
 can reload them in a new process.
+
+One data dir, one index owner (`oncolit.owner`): inside `oncolit serve` the index steps run on the server's
+own resources (`owner.local_index()`), and in any other process while a server owns the data dir a job is
+sent to that server whole (`run_job` -> POST /local/jobs/run), so the chain never opens the index twice.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +28,7 @@ from ingest.catalog import Catalog
 from ingest.curation import Curation
 from ingest.lock import LockBusy, ProcessLock
 from ingest.pipeline import run_search
+from oncolit.owner import local_index
 from oncolit.settings import Settings
 from oncolit.wiring import open_source
 
@@ -35,19 +41,43 @@ class Step:
     run: Callable[[Settings, Catalog], dict[str, Any]]
 
 
+def sync_index(settings: Settings, catalog: Catalog, handle: Any, *, full: bool = False,
+               progress: Callable[[int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Sync (or with `full` rebuild) `handle`'s collection from the catalog: what `oncolit index sync --json`
+    prints, wherever it runs (the CLI, the server's /local/index/sync, the scheduler's step)."""
+    from index.sync import rebuild, sync
+
+    started = time.perf_counter()
+    pending = catalog.max_change_seq()
+    report = (rebuild if full else sync)(catalog, handle, batch_size=settings.index.sync_batch_size,
+                                         is_excluded=Curation(catalog).exclusions().__contains__,
+                                         progress=progress, should_stop=should_stop)
+    data = report.as_dict()
+    data["points_total"] = handle.store.count()
+    data["catalog_seq"] = pending
+    data["timings"]["total"] = round(time.perf_counter() - started, 3)
+    return data
+
+
 def _index_sync(settings: Settings, catalog: Catalog) -> dict[str, Any]:
-    from index.sync import sync
     from oncolit.wiring import open_index
 
-    with open_index(settings) as handle:
-        report = sync(catalog, handle, batch_size=settings.index.sync_batch_size, should_stop=STOP.is_set,
-                      is_excluded=Curation(catalog).exclusions().__contains__)
-    return {"status": "interrupted" if report.stopped else "ok", **report.as_dict()}
+    here = local_index()
+    if here is not None:  # inside `oncolit serve`: its own handle, on its worker thread
+        data = here.run(lambda res: sync_index(settings, res.catalog, res.index, should_stop=STOP.is_set))
+    else:
+        with open_index(settings) as handle:
+            data = sync_index(settings, catalog, handle, should_stop=STOP.is_set)
+    return {"status": "interrupted" if data.get("stopped") else "ok", **data}
 
 
 def _digests(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     from oncolit.delivery.run import run_digests
 
+    here = local_index()
+    if here is not None:
+        return here.run(lambda res: run_digests(settings, res.catalog, resources=res))
     return run_digests(settings, catalog)
 
 
@@ -68,8 +98,18 @@ def ingest_lock(settings: Settings, wait: float = 0.0) -> ProcessLock:
 
 def run_search_job(search_name: str, settings: Settings | None = None) -> dict[str, Any]:
     """Scheduled entry point. Skips (with a log line) if another OncoLit run holds the lock."""
-    settings = settings or Settings()
-    lock = ingest_lock(settings)
+    return run_job(search_name, settings or Settings())
+
+
+def run_job(search_name: str, settings: Settings, *, wait: float = 0.0) -> dict[str, Any]:
+    """One saved search's chain under the ingest lock (waiting up to `wait` s for a running one; skipped when
+    it is still held). While an `oncolit serve` in another process owns the data dir, the server runs it."""
+    from oncolit.via_server import JobRequest, call_server
+
+    remote = call_server(settings, "/local/jobs/run", JobRequest(search=search_name, wait=wait))
+    if remote is not None:
+        return dict(remote)
+    lock = ingest_lock(settings, wait=wait)
     try:
         lock.acquire()
     except LockBusy as exc:

@@ -29,6 +29,9 @@ class ScheduleSettings(BaseModel):
     timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
     follow_on: list[str] = Field(["index_sync", "digests"], description="Steps run after each ingest, in order "
                                                              "(from oncolit.jobs.STEPS).")
+    in_server: bool = Field(True, description="`oncolit serve` runs the saved searches' jobs (ingest + follow-on "
+                                              "steps) in its own process, on the index it holds; "
+                                              "`serve --no-schedule` turns it off for one server.")
     misfire_grace_seconds: int | None = Field(
         None, ge=1, description="How late a missed run may still start; None = however late (a run missed while "
                                 "the machine was off happens once on the next start).")
@@ -49,6 +52,9 @@ class IndexSettings(BaseModel):
     full_scan_threshold: int = Field(10_000, ge=0, description="Below this many points, search scans exactly.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant for hybrid search.")
     sync_batch_size: int = Field(256, ge=1, description="Records per sync step (embedding + upsert).")
+    wait_seconds: float = Field(600, ge=0, description="How long a command waits for another process (`oncolit "
+                                                       "serve`, a sync) to release the embedded index, or for a "
+                                                       "starting server to answer, before it gives up.")
 
 
 class SearchSettings(BaseModel):

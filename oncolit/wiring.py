@@ -179,7 +179,20 @@ def make_annotator() -> Annotator:
 @contextmanager
 def open_index(settings: Settings, *, embedder: ChunkingEmbedder | None = None) -> Iterator[IndexHandle]:
     """Open (creating if needed) the collection that matches the embedder and chunking settings. An
-    `embedder` passed in stays the caller's to close."""
+    `embedder` passed in stays the caller's to close. The embedded (edge) index has one writer at a time:
+    its lock is held until the block ends, and a second process waits for it (`oncolit.owner.hold_index`)."""
+    from oncolit.owner import hold_index
+
+    if settings.index.backend != "edge":
+        with _open_index(settings, embedder) as handle:
+            yield handle
+        return
+    with hold_index(settings), _open_index(settings, embedder) as handle:
+        yield handle
+
+
+@contextmanager
+def _open_index(settings: Settings, embedder: ChunkingEmbedder | None) -> Iterator[IndexHandle]:
     from index.chunking import Chunker, ChunkerConfig
     from index.expansion import SynonymTable
     from index.sparse import BM25Encoder

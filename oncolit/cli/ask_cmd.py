@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Any
 
 import typer
 
+from ingest.errors import UsageError
 from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_range
 from synthesis.llm import BACKENDS
 
@@ -35,15 +38,20 @@ def ask(
         raise typer.BadParameter(f"--backend is one of {', '.join(BACKENDS)}")
     if type_ is not None and type_ not in ("article", "trial"):
         raise typer.BadParameter("--type is article or trial")
-    from oncolit.api_routes.deps import Filters  # the HTTP API's filters, so both surfaces read them alike
-    from synthesis.answer import answer
+    from oncolit.via_server import AskRequest, ask_payload, call_server, serving_owner
 
     start, end = parse_range(since, until)
-    filters = Filters(since=start, until=end, type=type_, design=design).search_filter()
-    with cli_resources(backend=backend, model=model) as res:
-        result = answer(question, res.searcher, res.catalog, res.llm, filters=filters, limit=limit,
-                        models=res.findings_models, answerer=res.answer_model)
-    data = result.as_dict()
+    request = AskRequest(question=question, type=type_, since=start, until=end, design=design, limit=limit,
+                         extractive=backend == "none")
+    settings = get_settings()
+    owner = serving_owner(settings)
+    if owner is not None and (model is not None or backend not in (None, "none")):
+        raise UsageError(f"{owner.describe()} holds the index and answers with its own model: drop --backend/"
+                         "--model (or use --backend none), or stop the server to use another model here")
+    data = call_server(settings, "/local/ask", request, timeout=settings.index.wait_seconds)
+    if data is None:
+        with cli_resources(backend=backend, model=model) as res:
+            data = ask_payload(res, request.model_copy(update={"extractive": False}))
     emit(data, as_json, _text(data))
 
 
@@ -66,16 +74,33 @@ def _text(d: dict[str, Any]) -> str:
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    schedule: bool = typer.Option(None, "--schedule/--no-schedule",
+                                  help="Run the saved searches' scheduled jobs (ingest, index sync, digests) in "
+                                       "this server (default: the schedule.in_server setting, on)."),
 ) -> None:
     """Serve the HTTP API (POST /ask, GET /search, GET /records/{id}; docs at /docs).
 
+    The server owns its data dir's index while it runs (<data dir>/server.json says so): `oncolit search`,
+    `ask`, `index sync` and `schedule run-once` on the same data dir go through it, and it runs the
+    scheduler unless --no-schedule.
+
     Examples:
       oncolit serve
-      oncolit serve --host 0.0.0.0 --port 8080
+      oncolit serve --host 0.0.0.0 --port 8080 --no-schedule
     """
     import uvicorn
 
     from oncolit.api import create_app
+    from oncolit.owner import ServerClaim, loopback_url
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
+    settings = get_settings()
+    scheduler = settings.schedule.in_server if schedule is None else schedule
+    # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the claim remove server.json.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with ServerClaim(settings, loopback_url(host, port), scheduler=scheduler) as owner:
+        uvicorn.run(create_app(settings, owner=owner), host=host, port=port, log_level="info")
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

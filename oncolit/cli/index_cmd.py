@@ -18,26 +18,18 @@ app = typer.Typer(help="The vector index (Qdrant Edge by default; a Qdrant serve
 
 
 def run_sync(*, full: bool = False) -> dict[str, Any]:
-    """Sync (or rebuild) the configured index from the catalog; the scheduler's follow-on step too."""
-    from index.sync import rebuild as rebuild_index
-    from index.sync import sync as sync_index
-    from ingest.curation import Curation
+    """Sync (or rebuild) the configured index from the catalog. While `oncolit serve` owns the data dir, the
+    server does it on the index it holds (`oncolit.via_server`); the report is the same either way."""
+    from oncolit.jobs import sync_index
+    from oncolit.via_server import SyncRequest, call_server
     from oncolit.wiring import open_index
 
     settings = get_settings()
-    started = time.perf_counter()
-    with open_catalog() as catalog, open_index(settings) as handle:
-        pending = catalog.max_change_seq()
-        with progress_bar("index sync") as bar:
-            op = rebuild_index if full else sync_index
-            report = op(catalog, handle, batch_size=settings.index.sync_batch_size,
-                        is_excluded=Curation(catalog).exclusions().__contains__,
-                        progress=lambda n: bar.advance(bar.task_ids[0], n))
-        data = report.as_dict()
-        data["points_total"] = handle.store.count()
-        data["catalog_seq"] = pending
-    data["timings"]["total"] = round(time.perf_counter() - started, 3)
-    return data
+    remote = call_server(settings, "/local/index/sync", SyncRequest(full=full))
+    if remote is not None:
+        return dict(remote)
+    with open_catalog() as catalog, open_index(settings) as handle, progress_bar("index sync") as bar:
+        return sync_index(settings, catalog, handle, full=full, progress=lambda n: bar.advance(bar.task_ids[0], n))
 
 
 def _text(d: dict[str, Any]) -> str:
@@ -193,26 +185,28 @@ def search(
     """
     if mode not in ("hybrid", "dense", "sparse"):
         raise typer.BadParameter("--mode is hybrid, dense or sparse")
+    if type_ is not None and type_ not in ("article", "trial"):
+        raise typer.BadParameter("--type is article or trial")
     check_limit(limit)
     published_from, published_to = parse_range(since, until)
-    from index.store import SearchFilter
+    from oncolit.via_server import SearchRequest, call_server, search_payload
 
-    filters = SearchFilter(record_types=(type_,) if type_ else (), published_from=published_from,
-                           published_to=published_to, designs=tuple(design),
-                           trial_status_any=tuple(s.upper() for s in status), phases_any=tuple(p.upper() for p in phase),
-                           languages=tuple(language), mesh_any=tuple(site), max_evidence_level=max_level,
-                           include_retracted=include_retracted)
+    request = SearchRequest(query=query, type=type_, since=published_from, until=published_to, design=design,
+                            status=status, phase=phase, language=language, site=site, max_level=max_level,
+                            include_retracted=include_retracted, mode=mode, rerank=rerank, expand=expand,
+                            limit=limit)
     settings = get_settings()
     if rerank and settings.search.reranker == "none":
         raise UsageError("--rerank needs a reranker: set search.reranker to 'shipped' "
                          "(ONCOLIT_SEARCH__RERANKER=shipped) or to an artifact folder")
-    from oncolit.resources import open_resources
+    data = call_server(settings, "/local/search", request, timeout=settings.index.wait_seconds)
+    if data is None:
+        from oncolit.resources import open_resources
 
-    with open_resources(settings) as res:  # the curated searcher: a record excluded a second ago is not shown
-        added = res.searcher.expansions(query, expand, mode)
-        hits = res.searcher.search(query, filters, limit=limit, mode=mode, rerank=rerank, expand=expand)
-    rows = [h.as_dict() for h in hits]
-    text = "\n\n".join(hit_text(r) for r in rows) or "no matching records"
-    if added:
-        text = "also searched: " + "; ".join(f"{e.matched} -> {e.synonym}" for e in added) + "\n\n" + text
-    emit({"query": query, "expansions": [e.as_dict() for e in added], "results": rows}, as_json, text)
+        with open_resources(settings) as res:  # the curated searcher: a record excluded a second ago is not shown
+            data = search_payload(res.searcher, request)
+    text = "\n\n".join(hit_text(r) for r in data["results"]) or "no matching records"
+    if data["expansions"]:
+        text = "also searched: " + "; ".join(f"{e['matched']} -> {e['synonym']}" for e in data["expansions"]) \
+            + "\n\n" + text
+    emit(data, as_json, text)

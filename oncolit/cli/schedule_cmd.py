@@ -72,8 +72,9 @@ def run_once(job: str = typer.Argument(..., help="Job id (ingest:pubmed:NAME) or
 
     s = get_settings()
     name = job.split(":", 2)[2] if job.startswith("ingest:") and job.count(":") >= 2 else job
-    with jobs.ingest_lock(s, wait=600.0):
-        result = jobs.run_chain(name, s)
+    result = jobs.run_job(name, s, wait=600.0)  # in the server when `oncolit serve` owns the data dir
+    if result["status"] == "skipped":
+        raise OncoLitError(result["reason"])
     emit(result, as_json, f"{name}: {result['status']} {result['ingest']['counts']}")
     if result["status"] != "ok":
         steps = "; ".join(f"{step} {result[step].get('status')}: {result[step].get('error') or 'see --json'}"
@@ -93,10 +94,20 @@ def run() -> None:
     On a signal the running ingest finishes its current batch and stops (its watermark stays, so
     the next start redoes the rest); runs missed while the machine was off are caught up once.
     """
+    from ingest.lock import LockBusy, ProcessLock
     from ingest.scheduler import sync_jobs
     from oncolit import jobs
+    from oncolit.owner import running_server
 
     s = get_settings()
+    only_one = ProcessLock(s.ensure_data_dir() / "scheduler.lock")
+    try:
+        only_one.acquire()
+    except LockBusy:
+        server = running_server(s)
+        where = (f"inside {server.describe()}" if server is not None and server.scheduler else "in another process")
+        raise OncoLitError(f"the scheduler already runs {where}: one scheduler per data dir (stop that one, or "
+                           "start the server with `oncolit serve --no-schedule`)") from None
     with _paused_scheduler() as (paused, catalog):
         report = sync_jobs(paused, catalog, s.schedule.ingest_cron, s.schedule.timezone)
         if not paused.get_jobs():
