@@ -62,19 +62,41 @@ from ingest.catalog import Catalog
 from ingest.catalog import schema as t
 from ingest.records.article import Article
 from ingest.records.trial import Trial
-from synthesis import readers
-from synthesis.citations import (
-    best_quote,
-    check_sentence,
-    citation_ids,
-    citation_tag,
-    enforce,
-    split_sentences,
-    with_citations,
+from synthesis.citations import best_quote, citation_ids, citation_tag, enforce
+from synthesis.digest_items import (  # re-exported: callers import them from synthesis.digest
+    BADGE_MIN_CONFIDENCE as BADGE_MIN_CONFIDENCE,
 )
-from synthesis.findings import key_outcome
+from synthesis.digest_items import (
+    DIRECTION_BADGES as DIRECTION_BADGES,
+)
+from synthesis.digest_items import (
+    QUOTE_MAX_CHARS as QUOTE_MAX_CHARS,
+)
+from synthesis.digest_items import (
+    KeyFinding as KeyFinding,
+)
+from synthesis.digest_items import (
+    article_key_finding,
+    design_badge,
+    evidence_label,
+    grade_line,
+    source_text,
+    status_words,
+    trial_key_finding,
+)
+from synthesis.digest_items import (
+    phase_words as phase_words,
+)
+from synthesis.digest_items import (
+    registry_text as registry_text,
+)
+from synthesis.digest_items import (
+    trial_sentences as trial_sentences,
+)
+from synthesis.digest_overview import Overview, extractive_overview
+from synthesis.findings import Findings
 from synthesis.findings_models.runtime import FindingsModels
-from synthesis.grading import LADDER, RANK, Grade
+from synthesis.grading import LADDER, RANK
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt
 from synthesis.replies import cited_sentences, parse_reply, sentences_schema
@@ -87,7 +109,10 @@ MATTERING_CHANGES = ("overall_status", "has_results", "results_first_posted", "p
 NOVELTY = {"new": 1.0, "new_old": 0.7, "results_posted": 0.9, "primary_outcome": 0.8, "status": 0.7}
 TITLE_WEIGHT, BODY_WEIGHT = 1.0, 0.7
 SEARCH_BASE = 0.5
-QUOTE_MAX_CHARS = 450
+MORE_ITEMS_KEPT = 1000
+"""Items past the caps kept (compact) in the document, for the web view of the whole topic."""
+MORE_ITEM_KEYS = ("record_id", "tag", "kind", "reason", "title", "source", "links", "design", "badge", "level",
+                  "evidence", "score", "published")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -403,69 +428,6 @@ def novelty(c: Candidate, period_end: dt.date) -> tuple[float, str]:
     return NOVELTY["status"], "status changed"
 
 
-_STATUS_WORDS = {
-    "NOT_YET_RECRUITING": "not yet recruiting", "RECRUITING": "recruiting", "ENROLLING_BY_INVITATION":
-    "enrolling by invitation", "ACTIVE_NOT_RECRUITING": "active, not recruiting", "SUSPENDED": "suspended",
-    "TERMINATED": "terminated", "COMPLETED": "completed", "WITHDRAWN": "withdrawn", "UNKNOWN": "unknown status",
-    "AVAILABLE": "available", "NO_LONGER_AVAILABLE": "no longer available", "APPROVED_FOR_MARKETING":
-    "approved for marketing", "TEMPORARILY_NOT_AVAILABLE": "temporarily not available", "WITHHELD": "withheld",
-}
-
-
-def status_words(status: str | None) -> str:
-    return _STATUS_WORDS.get(status or "", (status or "unknown status").replace("_", " ").lower())
-
-
-_ROMAN = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
-
-
-def phase_words(phases: Iterable[str]) -> str:
-    """PHASE2, PHASE3 -> "phase II/phase III" (roman numerals, as trial phases are written)."""
-    out = []
-    for p in phases:
-        if p == "NA":
-            continue
-        early = p.startswith("EARLY_")
-        number = p.removeprefix("EARLY_").removeprefix("PHASE")
-        out.append(f"{'early ' if early else ''}phase {_ROMAN.get(number, number)}")
-    return "/".join(out)
-
-
-def registry_text(trial: Trial, changes: Sequence[dict[str, Any]] = ()) -> str:
-    """The registry fields as lines of text: with `trial.text` it is what a trial is checked against."""
-    lines = [f"Status: {status_words(trial.overall_status)}"]
-    if trial.why_stopped:
-        lines.append(f"Why stopped: {trial.why_stopped}")
-    if phase_words(trial.phases):
-        lines.append(f"Phase: {phase_words(trial.phases)}")
-    if trial.design.allocation:
-        lines.append(f"Allocation: {trial.design.allocation.replace('_', ' ').lower()}")
-    if trial.design.enrollment_count is not None:
-        kind = f" ({trial.design.enrollment_type.lower()})" if trial.design.enrollment_type else ""
-        lines.append(f"Enrolment: {trial.design.enrollment_count} participants{kind}")
-    for outcome in trial.primary_outcomes:
-        lines.append(f"Primary outcome: {outcome.measure}")
-    if trial.results_first_posted and trial.results_first_posted.iso():
-        lines.append(f"Results first posted: {trial.results_first_posted.iso()}")
-    elif trial.has_results:
-        lines.append("Results posted")
-    for ch in changes:
-        if ch.get("field") == "overall_status":
-            lines.append(f"Previous status: {status_words(ch.get('before'))}; status changed to "
-                         f"{status_words(ch.get('after'))}")
-        elif ch.get("field") == "primary_outcomes":
-            lines.append("Primary outcome changed")
-    if trial.lead_sponsor:
-        lines.append(f"Sponsor: {trial.lead_sponsor.name}")
-    return "\n".join(lines)
-
-
-def source_text(record: Article | Trial, changes: Sequence[dict[str, Any]] = ()) -> str:
-    """The text a sentence citing `record` is checked against (title + abstract; a trial's text + registry)."""
-    if isinstance(record, Trial):
-        return f"{record.text}\n{registry_text(record, changes)}"
-    return readers.record_text(record)
-
 
 def links(record: Article | Trial) -> list[dict[str, str]]:
     """PubMed, DOI, PMC and ClinicalTrials.gov links, https only, identifiers URL-quoted."""
@@ -495,8 +457,9 @@ def record_url(record_id: str) -> str:
     return ctgov_url(ident) if prefix == "ctgov" else f"https://pubmed.ncbi.nlm.nih.gov/{url_quote(ident, safe='')}/"
 
 
-def citation_line(record: Article | Trial) -> str:
-    """A reference as a reader expects it: authors, title, journal, year;volume(issue):pages, DOI, PMID."""
+def citation_line(record: Article | Trial, *, with_title: bool = True) -> str:
+    """A reference as a reader expects it: authors, title, journal, year;volume(issue):pages, DOI, PMID.
+    `with_title=False`: the same without the title, for a digest item whose title is shown just above it."""
     if isinstance(record, Trial):
         sponsor = f"{record.lead_sponsor.name.rstrip('.')}. " if record.lead_sponsor else ""
         acronym = f" ({record.acronym})" if record.acronym else ""
@@ -504,7 +467,9 @@ def citation_line(record: Article | Trial) -> str:
         updated = record.last_update_posted.iso() if record.last_update_posted else None
         dates = "; ".join(p for p in (f"first posted {posted}" if posted else "",
                                       f"last updated {updated}" if updated else "") if p)
-        return (f"{sponsor}{_sentence(record.title or record.nct_id)}{acronym} ClinicalTrials.gov {record.nct_id}. "
+        title = f"{_sentence(record.title or record.nct_id)}{acronym} " if with_title else \
+            (f"{record.acronym}. " if record.acronym else "")
+        return (f"{sponsor}{title}ClinicalTrials.gov {record.nct_id}. "
                 f"{status_words(record.overall_status).capitalize()}{'; ' + dates if dates else ''}.")
     names = [a.display_name for a in record.authors if a.display_name]
     authors = ", ".join(names[:3]) + (", et al" if len(names) > 3 else "")
@@ -519,7 +484,8 @@ def citation_line(record: Article | Trial) -> str:
                 source += f"({record.journal.issue})"
         if record.pagination:
             source += f":{record.pagination}"
-    parts = [f"{authors}." if authors else "", _sentence(record.title or record.book_title or f"PMID {record.pmid}"),
+    title = _sentence(record.title or record.book_title or f"PMID {record.pmid}") if with_title else ""
+    parts = [f"{authors}." if authors else "", title,
              f"{source}." if source else "", f"doi:{record.doi}." if record.doi else "", f"PMID: {record.pmid}."]
     return " ".join(p for p in parts if p)
 
@@ -527,131 +493,6 @@ def citation_line(record: Article | Trial) -> str:
 def _sentence(text: str) -> str:
     text = " ".join(text.split())
     return text if text.endswith((".", "?", "!")) else text + "."
-
-
-@dataclass
-class KeyFinding:
-    text: str
-    kind: str  # quote | generated
-    verified: bool = True
-    direction: str | None = None  # the findings models' direction of the result sentence, when it is one
-    confidence: float | None = None
-    outcome: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text, "kind": self.kind, "verified": self.verified}
-        if self.direction:
-            out.update(direction=self.direction, direction_badge=DIRECTION_BADGES[self.direction],
-                       confidence=self.confidence, outcome=self.outcome)
-        return out
-
-
-BADGE_MIN_CONFIDENCE = 0.5
-"""The direction model's calibrated confidence a badge needs: under it a reader gets the result sentence alone."""
-DIRECTION_BADGES = {"increased": "▲ significantly increased", "decreased": "▼ significantly decreased",
-                    "no significant difference": "● no significant difference"}
-
-
-def _short_quote(quote: str, query: str) -> str:
-    """A long conclusion cut to its best sentence (still verbatim)."""
-    quote = quote.strip()
-    if len(quote) <= QUOTE_MAX_CHARS:
-        return quote
-    shorter = best_quote(query, quote)
-    return shorter if shorter and len(shorter) <= QUOTE_MAX_CHARS * 2 else quote[:QUOTE_MAX_CHARS].rsplit(" ", 1)[0]
-
-
-def article_key_finding(article: Article, findings: Any, query: str) -> KeyFinding | None:
-    """The primary comparison's result sentence with its direction (the findings models'), else the authors'
-    conclusion verbatim, else the abstract sentence that best matches the topic."""
-    text = readers.record_text(article)
-    result = key_outcome(findings) if findings is not None else None
-    if result is not None and result.quote and result.source in ("model", "rules+model") and \
-            find_quote(result.quote, text) is not None:
-        sure = (result.confidence or 0.0) >= BADGE_MIN_CONFIDENCE  # below it: the sentence without a badge
-        return KeyFinding(_short_quote(result.quote, query), "quote", direction=result.direction if sure else None,
-                          confidence=result.confidence if sure else None, outcome=result.name if sure else None)
-    conclusion = getattr(findings, "conclusion", None)
-    if conclusion:
-        quote = _short_quote(conclusion, query)
-        if find_quote(quote, text) is not None:
-            return KeyFinding(quote, "quote")
-    quote = best_quote(query, text)
-    if quote and find_quote(quote, text) is not None:
-        return KeyFinding(_short_quote(quote, query), "quote")
-    return None
-
-
-def trial_sentences(trial: Trial, reason: str, changes: Sequence[dict[str, Any]]) -> list[str]:
-    """Registry facts as sentences (generated, so they are checked before use)."""
-    out: list[str] = []
-    if reason == "changed":
-        fields_changed = {c["field"]: c for c in changes}
-        status = fields_changed.get("overall_status")
-        if status:
-            sentence = (f"Status changed from {status_words(status.get('before'))} to "
-                        f"{status_words(status.get('after'))}.")
-            if trial.why_stopped and status.get("after") in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
-                sentence = sentence[:-1] + f"; why stopped: {' '.join(trial.why_stopped.split())}."
-            out.append(sentence)
-        if "has_results" in fields_changed or "results_first_posted" in fields_changed:
-            posted = trial.results_first_posted.iso() if trial.results_first_posted else None
-            out.append(f"Results posted on ClinicalTrials.gov{f' ({posted})' if posted else ''}.")
-        if "primary_outcomes" in fields_changed and trial.primary_outcomes:
-            out.append(f"Primary outcome changed; now: {' '.join(trial.primary_outcomes[0].measure.split())}.")
-        return out
-    what = " ".join(p for p in (phase_words(trial.phases).capitalize(),
-                                "randomised" if (trial.design.allocation or "").upper() == "RANDOMIZED" else "",
-                                "trial" if trial.design.study_type != "OBSERVATIONAL" else "observational study")
-                    if p)
-    facts = [f"{what[0].upper()}{what[1:]}, {status_words(trial.overall_status)}"]
-    if trial.design.enrollment_count is not None:
-        facts.append(f"enrolment {trial.design.enrollment_count} participants")
-    if trial.primary_outcomes:
-        facts.append(f"primary outcome: {' '.join(trial.primary_outcomes[0].measure.split())}")
-    out.append("; ".join(facts) + ".")
-    return out
-
-
-def trial_key_finding(c: Candidate, query: str) -> tuple[KeyFinding | None, int]:
-    """Checked registry sentences (how many failed is returned too), else a verbatim quote."""
-    trial = c.record
-    assert isinstance(trial, Trial)
-    source = source_text(trial, c.changes)
-    kept, failed = [], 0
-    for sentence in trial_sentences(trial, c.reason, c.changes):
-        if check_sentence(f"{sentence} {citation_tag(c.record_id)}", {c.record_id: source}).ok:
-            kept.append(sentence)
-        else:
-            failed += 1
-            log.info("registry sentence for %s failed its check and was left out: %r", c.record_id, sentence)
-    if kept:
-        return KeyFinding(" ".join(kept), "generated"), failed
-    quote = best_quote(query, trial.text)
-    return (KeyFinding(_short_quote(quote, query), "quote") if quote else None), failed
-
-
-def grade_line(g: Grade) -> str:
-    """The one-line reason of a badge: what moved the level, else the design's own reason."""
-    moved = [r.text for r in g.reasons if r.steps]
-    if moved:
-        return "; ".join(moved)
-    return g.reasons[0].text if g.reasons else g.label
-
-
-_DESIGN_SHORT = {
-    "meta_analysis": "Meta-analysis", "systematic_review": "Systematic review", "rct": "RCT",
-    "non_randomised_controlled": "Non-randomised trial", "single_arm_trial": "Single-arm trial", "cohort": "Cohort",
-    "case_control": "Case-control", "cross_sectional": "Cross-sectional", "case_series": "Case series",
-    "case_report": "Case report", "preclinical": "Preclinical", "narrative_review": "Review",
-    "guideline": "Guideline", "editorial": "Editorial", "other": "Design not determined",
-}
-
-
-def design_badge(g: Grade) -> str:
-    phase = f" phase {g.phase}" if g.phase and g.design in ("rct", "single_arm_trial", "non_randomised_controlled",
-                                                            "other") else ""
-    return f"{_DESIGN_SHORT.get(g.design, g.design)}{phase}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -679,25 +520,19 @@ the default 1.5B model left most sentences uncited (the eval's digest run: 21 of
 dropped), so digests fell back to quotes."""
 
 
-@dataclass
-class Overview:
-    text: str
-    kind: str  # generated | quote | none
-    sentences: int = 0
-    replaced: int = 0
-    dropped: int = 0
-    problems: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "kind": self.kind, "sentences": self.sentences, "replaced": self.replaced,
-                "dropped": self.dropped, "problems": self.problems, **({"error": self.error} if self.error else {})}
-
-
 def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[str, str],
-             quotes: Mapping[str, str], llm: LLM | None, *, max_items: int = 5, max_tokens: int = 220) -> Overview:
-    """An LLM paragraph whose every sentence is checked (citations.enforce), else the top item's quote."""
+             quotes: Mapping[str, str], llm: LLM | None, *, max_items: int = 5, max_tokens: int = 220,
+             findings: Mapping[str, Findings | None] | None = None,
+             designs: Sequence[tuple[str, str]] = ()) -> Overview:
+    """An LLM paragraph whose every sentence is checked (citations.enforce); without a model, or when nothing
+    it wrote survives the checks, the extractive overview (`synthesis.digest_overview`) or none.
+    `findings` (record id -> findings) and `designs` (design, evidence kind of every matched record) feed it."""
     shown = list(items[:max_items])
+
+    def extractive() -> Overview:
+        return extractive_overview(items, findings or {}, sources, designs or [(i["design"], "graded")
+                                                                               for i in items])
+
     if llm is not None and getattr(llm.capabilities, "generation", False) and shown:
         block = "\n\n".join(_overview_entry(item) for item in shown)
         schema = sentences_schema("sentences", [citation_tag(item["record_id"]) for item in shown])
@@ -705,8 +540,9 @@ def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[
             reply = llm.complete(OVERVIEW_V2.messages(topic=topic_name, items=block), max_tokens=max_tokens,
                                  temperature=0.0, seed=0, json_schema=schema if llm.capabilities.json_schema else None)
         except LLMError as exc:
-            log.warning("digest overview for topic %r: the model failed (%s); using a quote", topic_name, exc)
-            fallback = _quote_overview(shown, sources, quotes)
+            log.warning("digest overview for topic %r: the model failed (%s); using the extractive overview",
+                        topic_name, exc)
+            fallback = extractive()
             fallback.error = str(exc)[:300]
             return fallback
         allowed = {item["record_id"] for item in shown}
@@ -729,11 +565,11 @@ def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[
         text = " ".join(kept)
         if text and set(citation_ids(text)) <= allowed:
             return Overview(text, "generated", len(result.sentences), result.replaced, dropped, problems[:20])
-        fallback = _quote_overview(shown, sources, quotes)
+        fallback = extractive()
         fallback.sentences, fallback.replaced, fallback.dropped = len(result.sentences), result.replaced, dropped
         fallback.problems = problems[:20]
         return fallback
-    return _quote_overview(shown, sources, quotes)
+    return extractive()
 
 
 def _overview_entry(item: dict[str, Any]) -> str:
@@ -742,25 +578,6 @@ def _overview_entry(item: dict[str, Any]) -> str:
     return f"{tag} {item['title']} ({item['badge']}, evidence level {item['level']}). {finding}".strip()
 
 
-def _quote_overview(items: Sequence[dict[str, Any]], sources: Mapping[str, str], quotes: Mapping[str, str],
-                    max_quotes: int = 3) -> Overview:
-    """Without a model: one verbatim sentence from each of the top items, each with its citation."""
-    parts = []
-    for item in items[:max_quotes]:
-        rid = item["record_id"]
-        quote = quotes.get(rid)
-        sentence = split_sentences(quote)[0] if quote else ""
-        if sentence and find_quote(sentence, sources[rid]) is not None:
-            parts.append(with_citations(_as_sentence(sentence), [rid]))
-    if not parts:
-        return Overview("", "none")
-    checked = enforce(" ".join(parts), {item["record_id"]: sources[item["record_id"]] for item in items}, quotes)
-    return Overview(checked.text.strip(), "quote" if checked.text.strip() else "none")
-
-
-def _as_sentence(text: str) -> str:
-    text = " ".join(text.split())
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 # ------------------------------------------------------------------------------------------------
@@ -851,6 +668,8 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
               "registry_sentences_dropped": 0}
     quotes: dict[str, str] = {}
     sources: dict[str, str] = {}
+    findings: dict[str, Findings | None] = {}
+    designs: dict[int, list[tuple[str, str]]] = {}  # topic -> (design, evidence kind) of every listed record
     for rid, (rel, ti_index) in best.items():
         c = by_id[rid]
         result, g = graded.get(rid, (None, None))
@@ -872,13 +691,17 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             key = article_key_finding(c.record, result.findings, query)
             quote = key.text if key else ""
         sources[rid] = source_text(c.record, c.changes)
+        findings[rid] = result.findings if result is not None else None
+        label = evidence_label(c.record, g)
+        designs.setdefault(ti_index, []).append((g.design, label.kind))
         if quote and find_quote(quote, sources[rid]) is not None:
             quotes[rid] = quote
         item = {
             "record_id": rid, "tag": citation_tag(rid), "kind": c.kind, "reason": c.reason, "novelty_reason": why_new,
-            "title": c.record.title or rid, "citation": citation_line(c.record), "links": links(c.record),
+            "title": c.record.title or rid, "citation": citation_line(c.record),
+            "source": citation_line(c.record, with_title=False), "links": links(c.record),
             "design": g.design, "badge": design_badge(g), "level": g.level, "level_rank": g.rank,
-            "grade_label": g.label, "grade_reason": grade_line(g),
+            "grade_label": g.label, "grade_reason": grade_line(g), "evidence": label.as_dict(),
             "key_finding": key.as_dict() if key else None,
             "changes": [{"field": ch.get("field"), "before": ch.get("before"), "after": ch.get("after")}
                         for ch in c.changes],
@@ -891,6 +714,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
     # Cap: per topic first, then the whole digest; what is cut is counted as "more".
     per_topic: dict[int, list[dict[str, Any]]] = {}
     more: dict[int, int] = {}
+    more_items: dict[int, list[dict[str, Any]]] = {}  # what was cut, compact, for the web view of the topic
     shown_total = 0
     for _score, ti_index, item, _rid in scored:
         bucket = per_topic.setdefault(ti_index, [])
@@ -899,14 +723,22 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             shown_total += 1
         else:
             more[ti_index] = more.get(ti_index, 0) + 1
+            kept = more_items.setdefault(ti_index, [])
+            if len(kept) < MORE_ITEMS_KEPT:
+                kept.append({k: item[k] for k in MORE_ITEM_KEYS})
     topics_out = []
     totals = {"overview_sentences": 0, "replaced": 0, "dropped": 0}
-    order = sorted(per_topic, key=lambda i: (-per_topic[i][0]["score"], i))
-    for ti_index in order:
-        items = per_topic[ti_index]
+    for ti_index in sorted(set(per_topic) | set(more)):  # the subscriber's order
+        items = per_topic.get(ti_index, [])
         ti = inputs[ti_index]
+        if not items:  # every item was cut by the overall cap
+            topics_out.append({"name": ti.topic.name, "query": ti.topic.text(ti.search_query),
+                               "overview": Overview("", "none").as_dict(), "items": [], "more": more[ti_index],
+                               "more_items": more_items.get(ti_index, [])})
+            continue
         ov = overview(ti.topic.name, items, sources, quotes, llm if config.overview else None,
-                      max_items=config.overview_items, max_tokens=config.overview_max_tokens)
+                      max_items=config.overview_items, max_tokens=config.overview_max_tokens, findings=findings,
+                      designs=designs.get(ti_index, []))
         totals["overview_sentences"] += ov.sentences
         totals["replaced"] += ov.replaced
         totals["dropped"] += ov.dropped
@@ -914,11 +746,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             log.warning("digest topic %r: %d overview sentence(s) replaced by quotes, %d dropped: %s",
                         ti.topic.name, ov.replaced, ov.dropped, "; ".join(ov.problems[:5]))
         topics_out.append({"name": ti.topic.name, "query": ti.topic.text(ti.search_query), "overview": ov.as_dict(),
-                           "items": items, "more": more.get(ti_index, 0)})
-    for ti_index, n in more.items():  # topics whose every item was cut by the overall cap
-        if ti_index not in per_topic:
-            topics_out.append({"name": inputs[ti_index].topic.name, "query": inputs[ti_index].topic.text(
-                inputs[ti_index].search_query), "overview": Overview("", "none").as_dict(), "items": [], "more": n})
+                           "items": items, "more": more.get(ti_index, 0), "more_items": more_items.get(ti_index, [])})
     alerts = alerts_for(catalog, alert_ids)
     item_ids = [item["record_id"] for tp in topics_out for item in tp["items"]]
     cited = sorted({*item_ids, *(a["record_id"] for a in alerts),
