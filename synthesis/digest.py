@@ -688,7 +688,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             counts["registry_sentences_dropped"] += failed
             quote = best_quote(query, c.record.text)
         else:
-            key = article_key_finding(c.record, result.findings, query)
+            key = article_key_finding(c.record, result.findings if result is not None else None, query)
             quote = key.text if key else ""
         sources[rid] = source_text(c.record, c.changes)
         findings[rid] = result.findings if result is not None else None
@@ -726,7 +726,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             kept = more_items.setdefault(ti_index, [])
             if len(kept) < MORE_ITEMS_KEPT:
                 kept.append({k: item[k] for k in MORE_ITEM_KEYS})
-    topics_out = []
+    topics_out: list[dict[str, Any]] = []
     totals = {"overview_sentences": 0, "replaced": 0, "dropped": 0}
     for ti_index in sorted(set(per_topic) | set(more)):  # the subscriber's order
         items = per_topic.get(ti_index, [])

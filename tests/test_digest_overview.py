@@ -4,7 +4,10 @@ knows, topics in the subscriber's order, the title once per item, and the items 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from ingest.catalog import Catalog
 from oncolit.delivery import render
@@ -12,7 +15,14 @@ from synthesis import digest as dg
 from synthesis.citations import check_sentence, citation_ids, split_sentences
 from synthesis.grading import grade
 from synthesis.verify import find_quote
-from tests.test_digest import DAY, EGFR_TRIAL, NEJM, catalog, melanoma_topics, nejm, trial_revision  # noqa: F401 - fixture
+from tests.test_digest import DAY, EGFR_TRIAL, NEJM, melanoma_topics, nejm, real_catalog, trial_revision
+
+
+@pytest.fixture
+def catalog(shared_data: Path, isolated_env: Path) -> Iterator[Catalog]:
+    with real_catalog(shared_data, isolated_env) as cat:
+        yield cat
+
 
 MELANOMA = [dg.Topic(name="Melanoma", query="BRAF MEK inhibitor melanoma")]
 

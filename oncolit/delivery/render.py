@@ -53,6 +53,8 @@ def _link_citations_html(text: str) -> Markup:
     return Markup(CITATION_RE.sub(repl, escaped))
 
 
+link_citations_html = _link_citations_html  # the web view of a digest links citations the same way
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
 
 
