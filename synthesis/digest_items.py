@@ -28,7 +28,7 @@ from synthesis.grading import Grade
 from synthesis.verify import find_quote
 
 if TYPE_CHECKING:
-    from synthesis.digest import Candidate
+    from synthesis.digest_select import Candidate
 
 log = logging.getLogger(__name__)
 
