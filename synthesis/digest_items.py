@@ -179,7 +179,7 @@ def trial_sentences(trial: Trial, reason: str, changes: Sequence[dict[str, Any]]
         if "primary_outcomes" in fields_changed and trial.primary_outcomes:
             out.append(f"Primary outcome changed; now: {' '.join(trial.primary_outcomes[0].measure.split())}.")
         return out
-    what = " ".join(p for p in (phase_words(trial.phases).capitalize(),
+    what = " ".join(p for p in (phase_words(trial.phases),
                                 "randomised" if (trial.design.allocation or "").upper() == "RANDOMIZED" else "",
                                 "trial" if trial.design.study_type != "OBSERVATIONAL" else "observational study")
                     if p)

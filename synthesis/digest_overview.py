@@ -99,12 +99,26 @@ def _outcome_name(o: Outcome) -> str:
     return "" if "(outcome not named)" in name else name
 
 
+def _ratio_way(o: Outcome) -> str | None:
+    """"lower" / "higher" for a ratio below / above 1, by its estimate, else its interval; None if unclear."""
+    if o.value is not None and o.value != 1:
+        return "lower" if o.value < 1 else "higher"
+    if o.ci_low is not None and o.ci_high is not None and (o.ci_high < 1 or o.ci_low > 1):
+        return "lower" if o.ci_high < 1 else "higher"
+    return None
+
+
 def clause_variants(o: Outcome) -> list[str]:
     """The result as a clause, fullest first (estimate + interval + p, then without p, then without the interval)."""
     name = _outcome_name(o)
     arms = f", {o.intervention} vs {o.comparator}" if o.intervention and o.comparator else ""
     way = "lower" if o.direction == "decreased" else "higher"
-    if o.measure in RATIO_MEASURES:
+    ratio = o.measure in RATIO_MEASURES
+    if ratio:  # which way a ratio points is read from its numbers, never from a sentence-level direction
+        way = _ratio_way(o) or ""
+        if not way:
+            return []
+    if ratio:
         effect = f"{way} {RATIO_MEASURES[o.measure]}" if name else f"{RATIO_MEASURES[o.measure]} ratio {way}"
     elif o.intervention and o.comparator:
         effect = f"{way} with {o.intervention}"
@@ -114,7 +128,7 @@ def clause_variants(o: Outcome) -> list[str]:
     measure = o.measure if o.measure in RATIO_MEASURES or o.measure in ("median", "rate") else ""
     estimate = ""
     if o.value is not None:
-        unit = f" {o.unit}" if o.unit and o.unit != "%" else (o.unit or "")
+        unit = "" if ratio else f" {o.unit}" if o.unit and o.unit != "%" else (o.unit or "")
         estimate = f"{measure + ' ' if measure else ''}{_num(o.value)}{unit}"
     ci = ""
     if o.ci_low is not None and o.ci_high is not None:

@@ -107,3 +107,20 @@ def test_topics_in_the_subscribers_order_title_once_and_cut_items_kept(catalog: 
     assert lung_out["more"] == len(lung_out["more_items"]) > 0
     cut = {i["record_id"] for i in lung_out["more_items"]}
     assert not cut & set(doc["item_ids"]) and all(i["title"] and i["evidence"]["label"] for i in lung_out["more_items"])
+
+
+def test_a_ratio_clause_reads_its_direction_from_the_numbers_not_the_sentence() -> None:
+    """The findings models read "median PFS 4.8 vs 1.5 months" as increased while the same sentence's HR is
+    0.45: the clause about the HR must say lower hazard, and a ratio has no unit."""
+    from synthesis.digest_overview import clause_variants, is_significant
+    from synthesis.findings import Outcome
+
+    o = Outcome(name="Median progression-free survival", kind="PFS", measure="HR", value=0.45, unit="months",
+                ci_low=0.33, ci_high=0.63, ci_level=95, p_value=0.001, p_comparator="<", direction="increased",
+                intervention="trametinib", comparator="chemotherapy", quote="hazard ratio 0.45", source="rules+model")
+    assert is_significant(o)
+    assert clause_variants(o)[0] == ("Median progression-free survival, trametinib vs chemotherapy: HR 0.45 "
+                                     "(95% CI 0.33 to 0.63; p<0.001), lower hazard")
+    assert not is_significant(o.model_copy(update={"p_value": 0.2, "p_comparator": "="}))
+    assert not is_significant(o.model_copy(update={"ci_low": 0.8, "ci_high": 1.2, "p_value": None}))
+    assert clause_variants(o.model_copy(update={"value": None, "ci_low": 0.8, "ci_high": 1.2})) == []

@@ -39,14 +39,16 @@ POLICY = SMTP.clone(max_line_length=998)
 BODY_POLICY = SMTP.clone(max_line_length=76)
 
 
-def _link_citations_html(text: str) -> Markup:
-    """Escape `text`, then turn each bracketed citation into links to its records."""
+def _link_citations_html(text: str, *, inline_style: bool = True) -> Markup:
+    """Escape `text`, then turn each bracketed citation into links to its records (styled inline for mail
+    clients; `inline_style=False` for web pages, whose Content-Security-Policy forbids inline styles)."""
     escaped = str(escape(text))
+    style = ' style="color:#1a56b0;text-decoration:none;"' if inline_style else ""
 
     def repl(match: re.Match[str]) -> str:
         ids = citation_ids(match.group(0))
         anchors = "; ".join(
-            f'<a href="{escape(record_url(rid))}" class="ol-link" style="color:#1a56b0;text-decoration:none;">'
+            f'<a href="{escape(record_url(rid))}" class="ol-link"{style}>'
             f'{escape(citation_tag(rid)[1:-1])}</a>' for rid in ids)
         return f"[{anchors}]"
 

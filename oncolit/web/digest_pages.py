@@ -22,7 +22,7 @@ from oncolit.delivery.subscribers import Subscriber, get_subscriber, set_active
 from oncolit.web.deps import WebState
 from oncolit.web.pages import ENV, SECURITY_HEADERS
 
-ENV.filters.setdefault("cite_html", link_citations_html)
+ENV.filters.setdefault("cite_html", lambda text: link_citations_html(text, inline_style=False))
 FORBIDDEN = ("This link is not valid: it may have been changed, or the server's signing key was rotated. "
              "Use the link in your latest digest, or reply to the digest to reach the people who run it.")
 
