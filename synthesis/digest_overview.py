@@ -109,20 +109,20 @@ def _ratio_way(o: Outcome) -> str | None:
 
 
 def clause_variants(o: Outcome) -> list[str]:
-    """The result as a clause, fullest first (estimate + interval + p, then without p, then without the interval)."""
+    """The result as a clause, fullest first (estimate + interval + p, then without p, then without the interval).
+
+    Arms are left out: the findings models tag intervention and comparator words per sentence, and in a
+    sentence comparing mutation groups or naming the drug class they tag the wrong pair. Which way a ratio
+    points is read from its numbers, never from the sentence's direction (a model reading "median PFS 4.8 vs
+    1.5 months" says increased about a sentence whose HR is 0.45); other measures only say "a significant
+    difference", since without the arms "higher" would not say higher in whom."""
     name = _outcome_name(o)
-    arms = f", {o.intervention} vs {o.comparator}" if o.intervention and o.comparator else ""
-    way = "lower" if o.direction == "decreased" else "higher"
     ratio = o.measure in RATIO_MEASURES
-    if ratio:  # which way a ratio points is read from its numbers, never from a sentence-level direction
-        way = _ratio_way(o) or ""
-        if not way:
-            return []
     if ratio:
+        way = _ratio_way(o)
+        if way is None:
+            return []
         effect = f"{way} {RATIO_MEASURES[o.measure]}" if name else f"{RATIO_MEASURES[o.measure]} ratio {way}"
-    elif o.intervention and o.comparator:
-        effect = f"{way} with {o.intervention}"
-        arms = f" vs {o.comparator}"
     else:
         effect = "a significant difference"
     measure = o.measure if o.measure in RATIO_MEASURES or o.measure in ("median", "rate") else ""
@@ -141,7 +141,7 @@ def clause_variants(o: Outcome) -> list[str]:
         inner = "; ".join(s for s in stats if s)
         numbers = f"{estimate} ({inner})" if estimate and inner else estimate or inner
         body = ", ".join(b for b in (numbers, effect) if b)
-        text = f"{head}{arms}: {body}" if head else body[0].upper() + body[1:]
+        text = f"{head}: {body}" if head else body[0].upper() + body[1:]
         if text not in out:
             out.append(text)
     return out

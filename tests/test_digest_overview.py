@@ -119,8 +119,12 @@ def test_a_ratio_clause_reads_its_direction_from_the_numbers_not_the_sentence() 
                 ci_low=0.33, ci_high=0.63, ci_level=95, p_value=0.001, p_comparator="<", direction="increased",
                 intervention="trametinib", comparator="chemotherapy", quote="hazard ratio 0.45", source="rules+model")
     assert is_significant(o)
-    assert clause_variants(o)[0] == ("Median progression-free survival, trametinib vs chemotherapy: HR 0.45 "
-                                     "(95% CI 0.33 to 0.63; p<0.001), lower hazard")
+    assert clause_variants(o)[0] == ("Median progression-free survival: HR 0.45 (95% CI 0.33 to 0.63; p<0.001), "
+                                     "lower hazard")
+    # Other measures: no "higher"/"lower" without the arms, and no arms from a per-sentence tagger.
+    rate = o.model_copy(update={"measure": "median", "value": 4.8, "ci_low": None, "ci_high": None})
+    assert clause_variants(rate)[0] == "Median progression-free survival: median 4.8 months (p<0.001), a significant " \
+                                       "difference"
     assert not is_significant(o.model_copy(update={"p_value": 0.2, "p_comparator": "="}))
     assert not is_significant(o.model_copy(update={"ci_low": 0.8, "ci_high": 1.2, "p_value": None}))
     assert clause_variants(o.model_copy(update={"value": None, "ci_low": 0.8, "ci_high": 1.2})) == []
