@@ -117,12 +117,13 @@ def clause_variants(o: Outcome) -> list[str]:
     1.5 months" says increased about a sentence whose HR is 0.45); other measures only say "a significant
     difference", since without the arms "higher" would not say higher in whom."""
     name = _outcome_name(o)
-    ratio = o.measure in RATIO_MEASURES
-    if ratio:
+    scale = RATIO_MEASURES.get(o.measure or "")
+    ratio = scale is not None
+    if scale is not None:
         way = _ratio_way(o)
         if way is None:
             return []
-        effect = f"{way} {RATIO_MEASURES[o.measure]}" if name else f"{RATIO_MEASURES[o.measure]} ratio {way}"
+        effect = f"{way} {scale}" if name else f"{scale} ratio {way}"
     else:
         effect = "a significant difference"
     measure = o.measure if o.measure in RATIO_MEASURES or o.measure in ("median", "rate") else ""
@@ -203,4 +204,5 @@ def extractive_overview(items: Sequence[dict[str, Any]], findings: Mapping[str, 
     if not support:
         return Overview("", "none")
     text = " ".join(s["clause"] for s in support)
-    return Overview(text, "extractive", sentences=len(support), summary=count_line(designs), support=support)
+    # `sentences` counts what a model wrote (the eval's "generated" columns): none here.
+    return Overview(text, "extractive", summary=count_line(designs), support=support)
