@@ -128,3 +128,22 @@ def test_more_not_shown_links_to_the_whole_digest_on_the_web(sent) -> None:  # n
     assert client.get(path[:-2] + "xx").status_code == 403
     assert client.get(path.replace(DAY.isoformat(), "2026-11-26")).status_code == 403
     assert NEJM.split(":")[1] in text
+
+
+def test_the_app_oncolit_serve_runs_serves_the_digest_links(sent, catalog: Catalog) -> None:  # noqa: ANN001
+    """The same pages through `oncolit.api.create_app` (what `oncolit serve` runs), over its own resources."""
+    from oncolit.api import create_app
+    from synthesis.llm.none_backend import NoneLLM
+
+    settings, raw, _client, sub = sent
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    unsubscribe = re.findall(r"<([^>]+)>", str(msg["List-Unsubscribe"]))[0].removeprefix(BASE)
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    view = re.findall(r'href="([^"]+)#topic-\d+"', html)[0].replace("&amp;", "&").removeprefix(BASE)
+    with TestClient(create_app(settings, llm=NoneLLM())) as client:
+        assert client.get(view).status_code == 200
+        assert client.post(unsubscribe, content=b"List-Unsubscribe=One-Click",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+        assert client.post("/unsubscribe/1." + "x" * 32).status_code == 403
+        assert "/unsubscribe/{token}" not in client.get("/openapi.json").text  # pages, not API
+    assert not get_subscriber(catalog, sub.id).active
