@@ -147,3 +147,16 @@ def test_the_app_oncolit_serve_runs_serves_the_digest_links(sent, catalog: Catal
         assert client.post("/unsubscribe/1." + "x" * 32).status_code == 403
         assert "/unsubscribe/{token}" not in client.get("/openapi.json").text  # pages, not API
     assert not get_subscriber(catalog, sub.id).active
+
+
+def test_without_a_secret_no_signed_links_and_a_warning_says_so(catalog: Catalog, isolated_env: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(isolated_env, web_base_url=BASE)
+    add_subscriber(catalog, "bo@example.org", melanoma_topics())
+    with caplog.at_level("WARNING"):
+        out = run_digests(settings, catalog, day=DAY, llm=None, scorer=None, dry_run=True, out_dir=isolated_env / "o")
+    assert any("digest.secret is not" in r.getMessage() for r in caplog.records)
+    raw = Path(out["results"][0]["files"]["eml"]).read_bytes()
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert str(msg["List-Unsubscribe"]).startswith("<mailto:") and msg["List-Unsubscribe-Post"] is None
+    assert BASE not in msg.get_body(preferencelist=("html",)).get_content()

@@ -273,6 +273,9 @@ def run_digests(settings: Any, catalog: Catalog, now: dt.datetime | None = None,
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
     smtp_cfg, cfg = delivery_settings(settings)
+    if cfg.web_base_url and cfg.secret is None:
+        log.warning("digest.web_base_url is set but digest.secret is not: digests carry no web-view or one-click "
+                    "unsubscribe links until ONCOLIT_DIGEST__SECRET (or [digest] secret) is set")
     lock = None
     if not dry_run:
         lock = ProcessLock(settings.ensure_data_dir() / "digest.lock")
