@@ -22,6 +22,7 @@ When no shown item has a significant result there is nothing worth saying above 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,9 +95,13 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+_DANGLING = re.compile(r"(?:\s+(?:for|of|in|with|and|or|at|to|by|on|the|a|an|vs\.?|versus))+$", re.IGNORECASE)
+
+
 def _outcome_name(o: Outcome) -> str:
+    """The outcome as the record names it, without a dangling "for"/"of" where the tagger cut the phrase."""
     name = " ".join(o.name.split())
-    return "" if "(outcome not named)" in name else name
+    return "" if "(outcome not named)" in name else _DANGLING.sub("", name).rstrip(",;:")
 
 
 def _ratio_way(o: Outcome) -> str | None:
@@ -141,6 +146,8 @@ def clause_variants(o: Outcome) -> list[str]:
     for stats in ([ci, p], [ci], [p], []):
         inner = "; ".join(s for s in stats if s)
         numbers = f"{estimate} ({inner})" if estimate and inner else estimate or inner
+        if not numbers:
+            continue  # "X: a significant difference" with no number says nothing worth reading
         body = ", ".join(b for b in (numbers, effect) if b)
         text = f"{head}: {body}" if head else body[0].upper() + body[1:]
         if text not in out:

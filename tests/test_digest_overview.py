@@ -128,3 +128,9 @@ def test_a_ratio_clause_reads_its_direction_from_the_numbers_not_the_sentence() 
     assert not is_significant(o.model_copy(update={"p_value": 0.2, "p_comparator": "="}))
     assert not is_significant(o.model_copy(update={"ci_low": 0.8, "ci_high": 1.2, "p_value": None}))
     assert clause_variants(o.model_copy(update={"value": None, "ci_low": 0.8, "ci_high": 1.2})) == []
+    # A result with no number gives no clause; a name the tagger cut mid-phrase loses its dangling word.
+    bare = o.model_copy(update={"measure": "other", "value": None, "ci_low": None, "ci_high": None, "p_value": None,
+                                "name": "Overall 5-year survival for"})
+    assert clause_variants(bare) == []
+    assert clause_variants(bare.model_copy(update={"p_value": 0.01}))[0] == ("Overall 5-year survival: p<0.01, "
+                                                                             "a significant difference")
