@@ -33,21 +33,29 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # SMTP line endings; headers folded only past RFC 5322's hard limit, so the URLs in List-Unsubscribe
 # stay plain (folding an unbreakable URL at 78 would turn it into an encoded word clients ignore).
 POLICY = SMTP.clone(max_line_length=998)
+# Bodies are quoted-printable at RFC 2045's 76 characters a line: the e-mail package encodes a body with the
+# policy's max_line_length, so the parts are built under this policy and the message is then generated
+# under POLICY (header folding only).
+BODY_POLICY = SMTP.clone(max_line_length=76)
 
 
-def _link_citations_html(text: str) -> Markup:
-    """Escape `text`, then turn each bracketed citation into links to its records."""
+def _link_citations_html(text: str, *, inline_style: bool = True) -> Markup:
+    """Escape `text`, then turn each bracketed citation into links to its records (styled inline for mail
+    clients; `inline_style=False` for web pages, whose Content-Security-Policy forbids inline styles)."""
     escaped = str(escape(text))
+    style = ' style="color:#1a56b0;text-decoration:none;"' if inline_style else ""
 
     def repl(match: re.Match[str]) -> str:
         ids = citation_ids(match.group(0))
         anchors = "; ".join(
-            f'<a href="{escape(record_url(rid))}" class="ol-link" style="color:#1a56b0;text-decoration:none;">'
+            f'<a href="{escape(record_url(rid))}" class="ol-link"{style}>'
             f'{escape(citation_tag(rid)[1:-1])}</a>' for rid in ids)
         return f"[{anchors}]"
 
     return Markup(CITATION_RE.sub(repl, escaped))
 
+
+link_citations_html = _link_citations_html  # the web view of a digest links citations the same way
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
 
@@ -98,16 +106,21 @@ def subject(doc: dict[str, Any]) -> str:
     return f"OncoLit {doc['period']['frequency']} digest, {doc['period']['label']}: {', '.join(parts)}"
 
 
+def _context(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document, with the sections older stored documents lack (rendered again for files or the web)."""
+    return {"web": {"url": None}, **doc}
+
+
 def render_html(doc: dict[str, Any]) -> str:
-    return _HTML.get_template("digest.html").render(**doc)
+    return _HTML.get_template("digest.html").render(**_context(doc))
 
 
 def render_text(doc: dict[str, Any]) -> str:
-    return _TEXT.get_template("digest.txt").render(**doc)
+    return _TEXT.get_template("digest.txt").render(**_context(doc))
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    return _TEXT.get_template("digest.md").render(**doc)
+    return _TEXT.get_template("digest.md").render(**_context(doc))
 
 
 def render_json(doc: dict[str, Any]) -> str:
@@ -134,7 +147,7 @@ def list_unsubscribe(token: str, *, url_template: str | None, mailto: str) -> di
 def build_message(doc: dict[str, Any], *, sender: str, fmt: str, built_at: dt.datetime, unsubscribe: str,
                   one_click: bool, list_id: str) -> EmailMessage:
     """The e-mail: text/plain (+ text/html alternative for format html), with list headers."""
-    msg = EmailMessage(policy=POLICY)
+    msg = EmailMessage(policy=BODY_POLICY)
     sub = doc["subscriber"]
     msg["Subject"] = doc["subject"]
     msg["From"] = sender
@@ -147,10 +160,10 @@ def build_message(doc: dict[str, Any], *, sender: str, fmt: str, built_at: dt.da
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-OncoLit-Digest"] = f"{doc['period']['key']}"
-    if fmt == "markdown":
-        msg.set_content(render_markdown(doc), subtype="plain", charset="utf-8")
-    else:
-        msg.set_content(render_text(doc), subtype="plain", charset="utf-8")
+    plain = render_markdown(doc) if fmt == "markdown" else render_text(doc)
+    msg.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
     if fmt == "html":
-        msg.add_alternative(render_html(doc), subtype="html", charset="utf-8")
+        msg.add_alternative(render_html(doc), subtype="html", charset="utf-8", cte="quoted-printable")
+    for part in msg.walk():
+        part.policy = POLICY
     return msg

@@ -21,7 +21,7 @@ from typing import Any
 from ingest.catalog import Catalog
 from ingest.curation import without_excluded
 from ingest.lock import LockBusy, ProcessLock
-from oncolit.delivery import render, sendlog
+from oncolit.delivery import links, render, sendlog
 from oncolit.delivery.settings import DigestSettings, SmtpSettings, delivery_settings, sender_domain
 from oncolit.delivery.smtp import DeliveryError, send
 from oncolit.delivery.subscribers import Period, Subscriber, current_period, list_subscribers, period_for
@@ -139,7 +139,13 @@ def build(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now:
                            pinned=curation.pins(), models=resources.resources.findings_models if pool else None)
     domain = cfg.message_id_domain or sender_domain(smtp_cfg)
     mailto = cfg.unsubscribe_mailto or smtp_cfg.sender
-    unsubscribe = render.list_unsubscribe(sub.token, url_template=cfg.unsubscribe_url, mailto=mailto)
+    sign = links.signer(cfg.secret.get_secret_value() if cfg.secret else None)
+    base = cfg.web_base_url if sign is not None else None
+    token = sign.unsubscribe_token(sub.id, sub.email) if sign is not None else sub.token
+    template = cfg.unsubscribe_url or (base.rstrip("/") + "/unsubscribe/{token}" if base else None)
+    unsubscribe = render.list_unsubscribe(token, url_template=template, mailto=mailto)
+    view_url = links.digest_url(base, sub.id, period.key, sign.digest_signature(sub.id, period.key, sub.email)) \
+        if base and sign is not None else None
     doc = {
         **content,
         "subscriber": {"email": sub.email, "name": sub.name},
@@ -150,6 +156,7 @@ def build(settings: Any, catalog: Catalog, sub: Subscriber, period: Period, now:
         "topics_followed": [tp.name for tp in sub.topics],
         "min_level": sub.min_level,
         "unsubscribe": {"url": unsubscribe["url"], "mailto_url": unsubscribe["mailto_url"]},
+        "web": {"url": view_url},
     }
     doc["subject"] = render.subject(doc)
     message = render.build_message(doc, sender=smtp_cfg.sender, fmt=sub.format, built_at=now,
@@ -266,6 +273,9 @@ def run_digests(settings: Any, catalog: Catalog, now: dt.datetime | None = None,
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
     smtp_cfg, cfg = delivery_settings(settings)
+    if cfg.web_base_url and cfg.secret is None:
+        log.warning("digest.web_base_url is set but digest.secret is not: digests carry no web-view or one-click "
+                    "unsubscribe links until ONCOLIT_DIGEST__SECRET (or [digest] secret) is set")
     lock = None
     if not dry_run:
         lock = ProcessLock(settings.ensure_data_dir() / "digest.lock")

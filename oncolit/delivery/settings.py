@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 
 class SmtpSettings(BaseModel):
@@ -48,9 +48,18 @@ class DigestSettings(BaseModel):
     overview_max_tokens: int = Field(320, ge=32, description="Length limit of one overview (JSON reply), in tokens.")
     send_empty: bool = Field(False, description="Send a digest even when nothing is new (else it is only logged).")
     max_attempts: int = Field(10, ge=1, description="Send attempts per digest before it is given up.")
+    web_base_url: str | None = Field(
+        None, description="Public base URL of `oncolit serve`, e.g. https://oncolit.example.org: digests then "
+                          "link to their web view (the items not shown) and to one-click unsubscribe there. "
+                          "Needs `secret`.")
+    secret: SecretStr | None = Field(
+        None, description="Key that signs the unsubscribe and web-view links (ONCOLIT_DIGEST__SECRET; e.g. "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`). Changing it voids "
+                          "the links of digests already sent.")
     unsubscribe_url: str | None = Field(
         None, description="One-click unsubscribe URL with a {token} placeholder, e.g. "
-                          "https://oncolit.example.org/unsubscribe?token={token}.")
+                          "https://oncolit.example.org/unsubscribe/{token} (default with web_base_url and "
+                          "secret: <web_base_url>/unsubscribe/{token}, the signed token).")
     unsubscribe_mailto: str | None = Field(
         None, description="Address that unsubscribes by mail (default: the sender address).")
     message_id_domain: str | None = Field(None, description="Right-hand side of Message-IDs (default: the "

@@ -1,5 +1,5 @@
-"""`create_router(settings)`: the curation JSON API (/curation/…) and the librarian pages (/librarian/…)
-as one FastAPI `APIRouter`, for `oncolit.api.create_app` to include:
+"""`create_router(settings)`: the curation JSON API (/curation/…), the librarian pages (/librarian/…) and the
+pages digests link to (/digests/…, /unsubscribe/…) as one FastAPI `APIRouter`, for `oncolit.api.create_app` to include:
 
     app.include_router(create_router(settings))
 """
@@ -16,7 +16,7 @@ from ingest.catalog import Catalog
 from ingest.curation.service import EvidenceFn
 from oncolit.resources import grading_evidence
 from oncolit.settings import Settings
-from oncolit.web import curation_api, pages
+from oncolit.web import curation_api, digest_pages, pages
 from oncolit.web.deps import WebState
 
 
@@ -37,4 +37,5 @@ def create_router(settings: Settings | None = None, *, catalog: Catalog | None =
     router = APIRouter(lifespan=lifespan)
     router.include_router(curation_api.build(state))
     router.include_router(pages.build(state))
+    router.include_router(digest_pages.build(state))  # /digests/…, /unsubscribe/…: signed links, no login
     return router
