@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.datasets.beir import BeirDataset
+from eval.datasets.splits import split_of
 from ingest.records import Article
 
 LABELS = ("significantly increased", "significantly decreased", "no significant difference")
@@ -114,8 +115,6 @@ def split_ids(root: Path, split: str) -> set[str] | None:
 
 def is_training_dev(pmcid: str, seed: int = DEV_SEED, fraction: float = DEV_FRACTION) -> bool:
     """Whether the findings models kept this (non-validation) article out of training, for checkpoint selection."""
-    from synthesis.finetune.data import split_of  # eval reads the one split rule training used
-
     return split_of(pmcid, {"train": 1 - fraction, "val": fraction}, seed) == "val"
 
 

@@ -45,12 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.datasets.splits import SPLITS, split_of
+from eval.datasets.splits import unit as _unit
 from ingest.records.article import AbstractSection, Article
 from synthesis.llm.base import LLM, BaseLLM, Completion, Message
 from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt, blank_spans, find_instructions
 from synthesis.verify import find_quote
 
-SPLITS = ("train", "val", "test")
 TASKS = ("pubmedqa", "answers", "extraction", "evidence")
 ANSWERS = ("yes", "no", "maybe")
 DIRECTIONS = ("increased", "decreased", "no significant difference")
@@ -123,22 +124,6 @@ def evidence_schema() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # Splits
 # ------------------------------------------------------------------------------------------------
-
-def _unit(seed: int, key: str) -> float:
-    """A uniform number in [0, 1) fixed by (seed, key): the whole basis of every split."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2 ** 64
-
-
-def split_of(record_id: str, fractions: dict[str, float], seed: int) -> str:
-    """The split a record belongs to. Depends only on (seed, record id, fractions), so it never changes with
-    the order or the number of records, and a record can never be in two splits."""
-    u, acc = _unit(seed, record_id), 0.0
-    for name in SPLITS:
-        acc += fractions.get(name, 0.0)
-        if u < acc:
-            return name
-    return "train"
-
 
 def stratified_split(labels: dict[str, str], fractions: dict[str, float], seed: int) -> dict[str, str]:
     """record id -> split, with each label's share of val and test as close to `fractions` as rounding allows.
