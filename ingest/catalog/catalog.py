@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
+from ingest.catalog.dialect import serialize_change_seq
 from ingest.catalog.migrations import migrate
 from ingest.errors import CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
 from ingest.records import Article, Trial
@@ -156,6 +157,7 @@ class Catalog:
             return outcome
         now = _now()
         with self.engine.begin() as conn:
+            serialize_change_seq(conn)  # PostgreSQL: writers take turns, so seqs follow commit order
             seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0) + 1
             ids = list({item.record.record_id for item in items})
             plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
