@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ingest.catalog import Catalog
 from ingest.catalog import schema as t
@@ -145,3 +145,26 @@ def test_sqlite_catalogs_keep_the_file_lock(tmp_path: Path) -> None:
         assert (tmp_path / "ingest.lock").exists()
         with pytest.raises(LockBusy):
             job_lock(f"sqlite:///{tmp_path / 'c.sqlite'}", tmp_path).acquire()
+
+
+def test_the_scheduler_job_store_lives_in_the_postgresql_catalog(pg_url: str) -> None:
+    """APScheduler's SQLAlchemy job store on the catalog URL: jobs written by one scheduler are read by
+    another (another process or machine), in the catalog's schema."""
+    from ingest.scheduler import InertScheduler, build_scheduler, describe_jobs, sync_jobs
+
+    with Catalog(pg_url) as catalog:
+        catalog.add_search("melanoma", "pubmed", "melanoma[mh]", schedule="0 6 * * 1-5")
+        first = build_scheduler(pg_url, scheduler_cls=InertScheduler)
+        first.start(paused=True)
+        assert sync_jobs(first, catalog, "0 5 * * *", "UTC")["added"] == ["ingest:pubmed:melanoma"]
+        first.shutdown()
+        second = build_scheduler(pg_url, scheduler_cls=InertScheduler)
+        second.start(paused=True)
+        try:
+            [job] = describe_jobs(second, catalog)
+            assert job["id"] == "ingest:pubmed:melanoma" and job["next_run"]
+            assert sync_jobs(second, catalog, "0 5 * * *", "UTC")["kept"] == ["ingest:pubmed:melanoma"]
+        finally:
+            second.shutdown()
+        with catalog.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar_one() == 1
