@@ -65,3 +65,11 @@ def test_cold_start(tmp_path: Path) -> None:
     assert result["results"]["sparse-no-rerank"]["ratio_to_python"] > 0
     assert result["results"]["help"]["imports"]["sqlalchemy"] is False
     assert result["results"]["sparse-no-rerank"]["imports"]["torch"] is False
+
+
+def test_catalog_backends(shared_data: Path, tmp_path: Path) -> None:
+    """Starts its own throwaway PostgreSQL (tests/pg.py), like the full run."""
+    result = run_benchmark("catalog_backends", tmp_path / "r.json", "--data", str(shared_data), "--n", "200",
+                           "--repeat", "1")
+    assert result["records"] == 200 and set(result["results"]) == {"sqlite", "postgresql"}
+    assert result["ratio_pg_to_sqlite"]["ingest_s"] > 0 and result["results"]["postgresql"]["digest_first_s"] > 0

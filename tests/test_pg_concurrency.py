@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -168,3 +169,36 @@ def test_the_scheduler_job_store_lives_in_the_postgresql_catalog(pg_url: str) ->
             second.shutdown()
         with catalog.engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar_one() == 1
+
+
+def test_an_unreachable_server_is_a_catalog_error_without_the_password(tmp_path: Path) -> None:
+    from ingest.errors import CatalogError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(CatalogError, match="database server up") as info:
+        Catalog(f"postgresql+psycopg://oncolit:hunter2@127.0.0.1:{port}/oncolit")
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+def test_processes_opening_a_new_catalog_at_once_migrate_it_once(pg_url: str) -> None:
+    """API workers and a scheduler starting together on an empty database: one applies the
+    migrations, the others wait and find them done (no duplicate CREATE TABLE, no error)."""
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Catalog(pg_url).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not errors, errors
+    with Catalog(pg_url) as catalog, catalog.engine.connect() as conn:
+        names = list(conn.execute(select(t.schema_migrations.c.name)).scalars())
+    assert len(names) == len(set(names)) > 0

@@ -115,15 +115,20 @@ class Catalog:
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True)
+        # A server's connections can be dropped under a long-lived process (a restart, an idle timeout):
+        # pre-ping replaces them instead of failing the next request. SQLite files need none of it.
+        server = not url.startswith("sqlite")
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             with self.engine.begin() as conn:
                 migrate(conn)
         except OperationalError as exc:
-            raise CatalogError(f"cannot open the catalog at {url}: {exc.orig}. "
-                               "Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR.") from exc
+            shown = self.engine.url.render_as_string(hide_password=True)  # never a password in an error
+            self.engine.dispose()
+            raise CatalogError(f"cannot open the catalog at {shown}: {exc.orig}. "
+                               "Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR (is the database server up?).") from exc
 
     def close(self) -> None:
         self.engine.dispose()
