@@ -643,7 +643,7 @@ def _run_abandoned(owner: str | None) -> bool:
     """Whether the process that started a `running` run is gone.
 
     Rows of another host are left alone: with a shared PostgreSQL catalog that host may be running
-    them. Rows without an owner predate m006; runs hold the data dir's ingest lock, so one still
+    them. Rows without an owner predate m006; runs hold the ingest lock (`ingest.lock.job_lock`), so one still
     `running` when a new run starts is stale. A pid the OS reused reads as alive: the row then
     waits for a later run, which is the safe way to be wrong.
     """
