@@ -153,8 +153,10 @@ class AdvisoryLock:
 def job_lock(catalog_url: str, data_dir: Path, name: str = "ingest", *, wait: float = 0.0) -> IngestLock:
     """The lock for a job over this catalog, chosen by its URL: an advisory lock on PostgreSQL (shared
     by every machine on that catalog), else `<data dir>/<name>.lock` (one machine, one data dir)."""
-    if catalog_url.startswith("postgresql"):
-        return AdvisoryLock(catalog_url, f"oncolit:{name}", wait=wait)
+    if catalog_url.startswith(("postgresql", "postgres://")):
+        from ingest.catalog.dialect import with_driver
+
+        return AdvisoryLock(with_driver(catalog_url), f"oncolit:{name}", wait=wait)
     return ProcessLock(data_dir / f"{name}.lock", wait=wait)
 
 

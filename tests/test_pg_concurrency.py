@@ -208,3 +208,12 @@ def test_processes_opening_a_new_catalog_at_once_migrate_it_once(pg_url: str) ->
     with Catalog(pg_url) as catalog, catalog.engine.connect() as conn:
         names = list(conn.execute(select(t.schema_migrations.c.name)).scalars())
     assert len(names) == len(set(names)) > 0
+
+
+def test_a_bare_postgresql_url_means_the_installed_driver(pg_url: str, tmp_path: Path) -> None:
+    bare = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    assert Settings(catalog_url=bare).resolved_catalog_url == pg_url
+    with Catalog(bare.replace("postgresql://", "postgres://")) as catalog:
+        assert catalog.engine.dialect.driver == "psycopg"
+    with job_lock(bare, tmp_path):
+        pass

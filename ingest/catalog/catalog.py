@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
-from ingest.catalog.dialect import serialize_change_seq
+from ingest.catalog.dialect import serialize_change_seq, with_driver
 from ingest.catalog.migrations import migrate
 from ingest.errors import CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
 from ingest.records import Article, Trial
@@ -112,7 +112,7 @@ class Catalog:
     """A handle on one catalog database. Use as a context manager or call `close()`."""
 
     def __init__(self, url: str):
-        self.url = url
+        url = self.url = with_driver(url)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # A server's connections can be dropped under a long-lived process (a restart, an idle timeout):

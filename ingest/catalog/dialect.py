@@ -19,6 +19,15 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, insert, text, tuple_
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3, the driver OncoLit installs: SQLAlchemy's default
+    for a bare `postgresql://` is psycopg2, which is not installed and would fail with an import error."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url.removeprefix(bare)
+    return url
+
+
 def lock_key(name: str) -> int:
     """A stable signed 64-bit advisory-lock key for a name (same on every machine)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
