@@ -17,9 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select, text
 
@@ -27,13 +30,16 @@ from ingest.catalog import Catalog
 from ingest.catalog import schema as t
 from ingest.errors import RecordNotFound
 from ingest.lock import AdvisoryLock, LockBusy, job_lock
+from ingest.pubmed import PubMedSource
 from ingest.replay import ReplayServer
+from ingest.source import Query, Window
 from oncolit.api_routes.records import _record
 from oncolit.resources import open_resources
 from oncolit.settings import Settings
 from tests.helpers import ONCOLIT, pubmed_env
 
-SINCE, UNTIL, TOTAL = "2026-11-02", "2026-11-27", 2352  # the constructed PubMed files (test_ingest_e2e)
+# The constructed PubMed files enter 2026-11-02 .. 2026-11-27; the test takes the second half (~1,200 records).
+SINCE, UNTIL = "2026-11-16", "2026-11-27"
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +50,14 @@ def server(shared_data: Path):
 
 class Follower(threading.Thread):
     """Reads the catalog as the HTTP server and the index sync do, until told to stop: pages of
-    `changed_since` from its saved position, and each new record by id through the body of
-    GET /records/{id} (`_record` over the server's `Resources`; the HTTP layer itself is not started:
-    its lifespan loads the embedding model, which this test does not need)."""
+    `changed_since` from its saved position (the index sync's read), and each new record by id through
+    `read` — GET /records/{id} over HTTP (`http_reader`), or the route's body over the server's `Resources`
+    (`route_reader`: no HTTP layer, whose start-up loads the embedding model, ~13 s)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, read: Callable[[str], dict[str, Any]]):
         super().__init__(daemon=True)
         self.catalog = Catalog(url)
-        self.stack = ExitStack()
-        self.resources = self.stack.enter_context(open_resources(Settings(catalog_url=url), catalog=self.catalog))
+        self.read = read
         self.seen: set[str] = set()
         self.reads = 0
         self.errors: list[str] = []
@@ -67,37 +72,80 @@ class Follower(threading.Thread):
                     for row in page:
                         if row["id"] not in self.seen:
                             self.seen.add(row["id"])
-                            record = _record(self.resources, row["id"])
+                            record = self.read(row["id"])
                             assert record["version"] >= 1 and record["curation"]["excluded"] is False, record
                             self.reads += 1
                     seq, after = page[-1]["change_seq"], page[-1]["id"]
-            except (RecordNotFound, AssertionError) as exc:
+            except (RecordNotFound, AssertionError, httpx.HTTPError) as exc:
                 self.errors.append(repr(exc))
             if stopping:
-                self.stack.close()
                 self.catalog.close()
                 return
             time.sleep(0.05)
 
 
-def test_two_workers_the_scheduler_and_readers_lose_and_duplicate_nothing(
-        server: ReplayServer, pg_url: str, isolated_env: Path) -> None:
+@contextmanager
+def route_reader(url: str) -> Iterator[Callable[[str], dict[str, Any]]]:
+    with Catalog(url) as catalog, open_resources(Settings(catalog_url=url), catalog=catalog) as res:
+        yield lambda rid: _record(res, rid)
+
+
+@contextmanager
+def http_reader(url: str, env: dict[str, str]) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """`oncolit serve` on a free loopback port over the same catalog, once it answers /healthz."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*ONCOLIT, "serve", "--port", str(port)], env={**env, "ONCOLIT_CATALOG_URL": url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, "oncolit serve exited"
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "oncolit serve never answered /healthz"
+                time.sleep(0.2)
+
+            def read(rid: str) -> dict[str, Any]:
+                response = client.get(f"/records/{rid}")
+                response.raise_for_status()
+                data: dict[str, Any] = response.json()
+                return data
+
+            yield read
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run_everything_at_once(server: ReplayServer, pg_url: str, http: bool) -> None:
+    """Two ingest workers + `oncolit schedule run-once` + a follower reading what they commit."""
     server.faults.clear()
-    env = {**os.environ, **pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="100"),
+    env = {**os.environ, **pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="50"),
            "ONCOLIT_CATALOG_URL": pg_url, "ONCOLIT_SCHEDULE__FOLLOW_ON": "[]"}
     with Catalog(pg_url) as catalog:
         catalog.add_search("everything", "pubmed", "all[sb]", watermark=dt.date.fromisoformat(SINCE))
-    follower = Follower(pg_url)
-    follower.start()
-    # Overlapping windows, so the same records arrive from two or three writers at once.
-    workers = [subprocess.Popen([sys.executable, "-m", "tests.pg_worker", pg_url, since, until], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for since, until in ((SINCE, "2026-11-20"), ("2026-11-10", UNTIL))]
-    scheduler = subprocess.Popen([*ONCOLIT, "schedule", "run-once", "everything", "--json"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    outputs = [p.communicate(timeout=240) for p in (*workers, scheduler)]
-    follower.stop.set()
-    follower.join(timeout=60)
+    # What the union of the windows holds, asked of the source itself (esearch's count), not of the catalog.
+    total = PubMedSource(Settings(**{"pubmed": {"base_url": server.eutils_url}}).pubmed).count(
+        Query("all[sb]"), Window(dt.date.fromisoformat(SINCE), dt.date.today()))
+    assert 500 < total < 2352
+    with http_reader(pg_url, env) if http else route_reader(pg_url) as read:
+        follower = Follower(pg_url, read)
+        follower.start()
+        # The same window for all three writers, so the same records arrive from them at about the same time.
+        workers = [subprocess.Popen([sys.executable, "-m", "tests.pg_worker", pg_url, SINCE, UNTIL], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        scheduler = subprocess.Popen([*ONCOLIT, "schedule", "run-once", "everything", "--json"], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        outputs = [p.communicate(timeout=240) for p in (*workers, scheduler)]
+        follower.stop.set()
+        follower.join(timeout=60)
     for proc, (_, err) in zip((*workers, scheduler), outputs):
         assert proc.returncode == 0, err
     summaries = [json.loads(out) for out, _ in outputs]
@@ -106,17 +154,29 @@ def test_two_workers_the_scheduler_and_readers_lose_and_duplicate_nothing(
 
     with Catalog(pg_url) as catalog:
         stats = catalog.stats()["total"]
-        assert stats["records"] == TOTAL, "a record was lost"
-        assert stats["versions"] == TOTAL, "a record was stored twice (a second version of the same content)"
+        assert stats["records"] == total, "a record was lost"
+        assert stats["versions"] == total, "a record was stored twice (a second version of the same content)"
         with catalog.engine.connect() as conn:
             assert conn.execute(select(func.max(t.records.c.current_version))).scalar_one() == 1
         # Each writer's counts add up: every delivery of a record is new exactly once, else unchanged.
         counts = [s["counts"] for s in summaries[:2]] + [summaries[2]["ingest"]["counts"]]
-        assert sum(c.get("new", 0) for c in counts) == TOTAL, counts
+        assert sum(c.get("new", 0) for c in counts) == total, counts
         ids = {row[0] for row in catalog.snapshot()["records"]}
     assert not follower.errors, follower.errors[:3]
     assert follower.seen == ids, f"the change_seq follower missed {len(ids - follower.seen)} records"
-    assert follower.reads == TOTAL
+    assert follower.reads == total
+
+
+def test_two_workers_the_scheduler_and_readers_lose_and_duplicate_nothing(
+        server: ReplayServer, pg_url: str, isolated_env: Path) -> None:
+    run_everything_at_once(server, pg_url, http=False)
+
+
+@pytest.mark.slow
+def test_the_same_with_the_http_server_reading_over_http(server: ReplayServer, pg_url: str,
+                                                         isolated_env: Path) -> None:
+    """As above, the reader being `oncolit serve` (GET /records/{id}) on the same PostgreSQL catalog."""
+    run_everything_at_once(server, pg_url, http=True)
 
 
 def test_the_advisory_lock_is_one_holder_across_connections_and_says_who(pg_url: str, tmp_path: Path) -> None:
@@ -217,3 +277,52 @@ def test_a_bare_postgresql_url_means_the_installed_driver(pg_url: str, tmp_path:
         assert catalog.engine.dialect.driver == "psycopg"
     with job_lock(bare, tmp_path):
         pass
+
+
+def test_a_batch_committing_late_is_never_behind_a_follower(pg_url: str) -> None:
+    """The race the change_seq lock closes, forced instead of hoped for: batch A takes its seq and is held
+    before commit (a row it updates is locked); batch B, started after, must not commit a seq a follower
+    can pass before A's records appear. Without the lock B commits the same seq, the follower's position
+    moves past A's ids, and A's records are never followed (the index would never get them)."""
+    from ingest.records import Article
+    from ingest.source import ParsedItem
+
+    def items(*pmids: str, title: str = "t") -> list[ParsedItem]:
+        return [ParsedItem(Article(pmid=p, title=title), b"<PubmedArticle/>", "pubmed-xml") for p in pmids]
+
+    def waiting(conn: Any) -> int:
+        return int(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+                   .scalar_one())
+
+    with Catalog(pg_url) as catalog:
+        catalog.ingest(items("1"))
+        start = catalog.max_change_seq()
+        blocker = catalog.engine.connect()
+        watcher = catalog.engine.connect()
+        watcher.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            blocker.execute(text("SELECT id FROM records WHERE id = 'pubmed:1' FOR UPDATE"))
+            a = threading.Thread(target=catalog.ingest, args=(items("1", "100", "101", title="revised"),))
+            a.start()
+            deadline = time.monotonic() + 30
+            while waiting(watcher) < 1:  # A holds its seq, stuck on the locked row
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            b = threading.Thread(target=catalog.ingest, args=(items("900", "901"),))
+            b.start()
+            while b.is_alive() and waiting(watcher) < 2:  # B either commits (no turn-taking) or waits for A
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            seen, seq, after = set(), start, None
+            for page in catalog.changed_since(seq):  # a follower reads now, while A is held
+                seen.update(r["id"] for r in page)
+                seq, after = page[-1]["change_seq"], page[-1]["id"]
+            blocker.rollback()
+            a.join(timeout=30)
+            b.join(timeout=30)
+            for page in catalog.changed_since(seq, after_id=after):  # and again once everything committed
+                seen.update(r["id"] for r in page)
+        finally:
+            blocker.close()
+            watcher.close()
+    assert seen == {"pubmed:1", "pubmed:100", "pubmed:101", "pubmed:900", "pubmed:901"}
