@@ -28,6 +28,7 @@ from sqlalchemy import func, select, text
 
 from ingest.catalog import Catalog
 from ingest.catalog import schema as t
+from ingest.curation import Curation
 from ingest.errors import RecordNotFound
 from ingest.lock import AdvisoryLock, LockBusy, job_lock
 from ingest.pubmed import PubMedSource
@@ -131,6 +132,11 @@ def run_everything_at_once(server: ReplayServer, pg_url: str, http: bool) -> Non
            "ONCOLIT_CATALOG_URL": pg_url, "ONCOLIT_SCHEDULE__FOLLOW_ON": "[]"}
     with Catalog(pg_url) as catalog:
         catalog.add_search("everything", "pubmed", "all[sb]", watermark=dt.date.fromisoformat(SINCE))
+        # An active rule: every writer then caches a verdict per record it stores (evaluate_batch), the
+        # same records from all three at once (the verdict upsert's race).
+        curation = Curation(catalog)
+        curation.add_user("boot", "ada", "admin")
+        curation.add_rule("ada", "exclude", "language", "fre", "French is out of scope")
     # What the union of the windows holds, asked of the source itself (esearch's count), not of the catalog.
     total = PubMedSource(Settings(**{"pubmed": {"base_url": server.eutils_url}}).pubmed).count(
         Query("all[sb]"), Window(dt.date.fromisoformat(SINCE), dt.date.today()))
@@ -162,6 +168,8 @@ def run_everything_at_once(server: ReplayServer, pg_url: str, http: bool) -> Non
         counts = [s["counts"] for s in summaries[:2]] + [summaries[2]["ingest"]["counts"]]
         assert sum(c.get("new", 0) for c in counts) == total, counts
         ids = {row[0] for row in catalog.snapshot()["records"]}
+        with catalog.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM curation_verdicts")).scalar_one() == total
     assert not follower.errors, follower.errors[:3]
     assert follower.seen == ids, f"the change_seq follower missed {len(ids - follower.seen)} records"
     assert follower.reads == total
