@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg  # at import: it reads ONCOLIT_TEST_PG* before `isolated_env` strips ONCOLIT_* per test
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ONCOLIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -45,8 +47,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def pg_cluster():
     """One PostgreSQL for the session; stopped and deleted at the end. Fails (does not skip) when it
     cannot start, unless ONCOLIT_TEST_PG=skip."""
-    from tests import pg
-
     if pg.OPT_OUT:
         pytest.skip("ONCOLIT_TEST_PG=skip: PostgreSQL tests opted out")
     cluster = pg.start_cluster()

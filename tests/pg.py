@@ -130,7 +130,7 @@ def start_cluster(settings: dict[str, str] | None = None) -> PgCluster:
         os.chown(root, entry.pw_uid, entry.pw_gid)
     data, log = root / "data", root / "server.log"
     init = subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "oncolit", "--auth=trust",
-                           "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                           "-E", "UTF8", "--no-locale", "--no-sync"],
                           capture_output=True, text=True, timeout=120)
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
