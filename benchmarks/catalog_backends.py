@@ -67,16 +67,34 @@ def build_digest_s(catalog: Catalog) -> float:
     return time.perf_counter() - start
 
 
+def catalog_bytes(catalog: Catalog) -> int:
+    """The catalog's size on disk: the SQLite file with its WAL (checkpointed first), or every table
+    of the catalog's schema with its indexes and TOAST on PostgreSQL."""
+    from sqlalchemy import text
+
+    with catalog.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            path = Path(catalog.url.removeprefix("sqlite:///"))
+            return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+        return int(conn.execute(text(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        )).scalar_one())
+
+
 def one_backend(url: str, items: list[ParsedItem], batch_size: int) -> dict[str, float]:
     with Catalog(url) as catalog:
         first = ingest_all(catalog, items, batch_size)
+        size = catalog_bytes(catalog)
         again = ingest_all(catalog, items, batch_size)
         records = catalog.stats()["total"]["records"]
         if records != len({i.record.record_id for i in items}):
             raise RuntimeError(f"{url}: {records} records stored from {len(items)} items")
         digest_first = build_digest_s(catalog)
         digest_cached = build_digest_s(catalog)
-    return {"ingest_s": first, "reingest_s": again, "digest_first_s": digest_first, "digest_cached_s": digest_cached}
+    return {"ingest_s": first, "reingest_s": again, "digest_first_s": digest_first, "digest_cached_s": digest_cached,
+            "catalog_bytes": size}
 
 
 def main() -> None:
@@ -118,7 +136,10 @@ def main() -> None:
                        "settings": None if args.pg_url else BENCH_PG_SETTINGS},
         "results": {name: {"ingest_rps": round(n / m["ingest_s"], 1), "reingest_rps": round(n / m["reingest_s"], 1),
                            "digest_first_s": round(m["digest_first_s"], 3),
-                           "digest_cached_s": round(m["digest_cached_s"], 3)} for name, m in med.items()},
+                           "digest_cached_s": round(m["digest_cached_s"], 3),
+                           # records + versions (fields JSON, zlib raw payload) + links, after the first ingest
+                           "catalog_mb_per_million_records": round(m["catalog_bytes"] / n * 1e6 / 2**20, 1)}
+                    for name, m in med.items()},
         "ratio_pg_to_sqlite": {k: round(med["postgresql"][k] / med["sqlite"][k], 3) for k in med["sqlite"]},
         "runs": runs, **started,
     }
