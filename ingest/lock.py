@@ -86,8 +86,9 @@ class IngestLock(Protocol):
 
 class AdvisoryLock:
     """A PostgreSQL session advisory lock on a connection of its own: held across every machine that
-    shares the catalog, and released by the server when the holder's connection drops (a killed
-    process, a lost machine), so it can no more be left stale than `flock`."""
+    shares the catalog, and released by the server when the holder's connection drops — at once for a
+    killed process, within about a minute (TCP keepalives) for a machine that vanished — so it is never
+    left stale, as `flock` is not on one machine."""
 
     def __init__(self, url: str, name: str, *, wait: float = 0.0):
         from ingest.catalog.dialect import lock_key
@@ -106,6 +107,12 @@ class AdvisoryLock:
         conn = engine.connect()
         deadline = time.monotonic() + self.wait
         try:
+            # A holder whose machine vanishes (power, network) sends no FIN: the server's TCP keepalives,
+            # two hours by default, are what end its session. Probing this session after 30 s idle lets
+            # the lock go within about a minute instead. (Ignored on a Unix socket, where a dead peer is seen.)
+            for setting, value in (("tcp_keepalives_idle", 30), ("tcp_keepalives_interval", 10),
+                                   ("tcp_keepalives_count", 3)):
+                conn.execute(text(f"SET {setting} = {value}"))
             while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar_one():
                 if time.monotonic() >= deadline:
                     holder = self._holder(conn)

@@ -334,3 +334,12 @@ def test_a_batch_committing_late_is_never_behind_a_follower(pg_url: str) -> None
             blocker.close()
             watcher.close()
     assert seen == {"pubmed:1", "pubmed:100", "pubmed:101", "pubmed:900", "pubmed:901"}
+
+
+def test_the_lock_session_probes_a_vanished_holder_within_a_minute(pg_url: str, tmp_path: Path) -> None:
+    lock = job_lock(pg_url, tmp_path)
+    assert isinstance(lock, AdvisoryLock)
+    with lock:
+        settings = {name: lock._conn.execute(text(f"SHOW {name}")).scalar_one()
+                    for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")}
+    assert settings == {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
