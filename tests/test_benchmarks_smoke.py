@@ -69,6 +69,10 @@ def test_cold_start(tmp_path: Path) -> None:
 
 def test_catalog_backends(shared_data: Path, tmp_path: Path) -> None:
     """Starts its own throwaway PostgreSQL (tests/pg.py), like the full run."""
+    from tests import pg
+
+    if pg.OPT_OUT:
+        pytest.skip("ONCOLIT_TEST_PG=skip: PostgreSQL tests opted out")
     result = run_benchmark("catalog_backends", tmp_path / "r.json", "--data", str(shared_data), "--n", "200",
                            "--repeat", "1")
     assert result["records"] == 200 and set(result["results"]) == {"sqlite", "postgresql"}
