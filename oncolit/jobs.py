@@ -26,7 +26,7 @@ from typing import Any
 
 from ingest.catalog import Catalog
 from ingest.curation import Curation
-from ingest.lock import LockBusy, ProcessLock
+from ingest.lock import IngestLock, LockBusy, job_lock
 from ingest.pipeline import run_search
 from oncolit.owner import local_index
 from oncolit.settings import Settings
@@ -92,8 +92,10 @@ STEPS: dict[str, Step] = {step.name: step for step in (
 STOP = threading.Event()
 
 
-def ingest_lock(settings: Settings, wait: float = 0.0) -> ProcessLock:
-    return ProcessLock(settings.ensure_data_dir() / "ingest.lock", wait=wait)
+def ingest_lock(settings: Settings, wait: float = 0.0) -> IngestLock:
+    """The file lock in the data dir on SQLite; an advisory lock in the database on PostgreSQL, so
+    schedulers on several machines sharing one catalog take turns too."""
+    return job_lock(settings.resolved_catalog_url, settings.ensure_data_dir(), "ingest", wait=wait)
 
 
 def run_search_job(search_name: str, settings: Settings | None = None) -> dict[str, Any]:

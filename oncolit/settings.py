@@ -153,7 +153,7 @@ class Settings(BaseSettings):
                            description="Catalog, index, models and caches live here (ONCOLIT_DATA_DIR).")
     catalog_url: str | None = Field(
         None, description="SQLAlchemy URL of the catalog; default a SQLite file in the data dir. "
-                          "PostgreSQL: postgresql+psycopg://user:pass@host/db")
+                          "PostgreSQL: postgresql+psycopg://user:pass@host:5432/db (postgresql:// means the same)")
     initial_lookback_days: int = Field(7, ge=0, description="How far back a new saved search starts (days).")
     log_level: str = Field("WARNING", description="Python logging level for the console.")
     log_json: bool = Field(False, description="Emit logs as JSON lines (for log shippers).")
@@ -191,7 +191,14 @@ class Settings(BaseSettings):
 
     @property
     def resolved_catalog_url(self) -> str:
-        return self.catalog_url or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
+        """The catalog's SQLAlchemy URL; a bare `postgresql://` / `postgres://` gets the installed driver,
+        psycopg 3 (SQLAlchemy would pick psycopg2, which is not installed; the scheduler's job store reads
+        this URL too)."""
+        if not self.catalog_url:
+            return f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
+        from ingest.catalog.dialect import with_driver  # here: the package imports SQLAlchemy
+
+        return with_driver(self.catalog_url)
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

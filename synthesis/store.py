@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 
 from ingest.catalog import Catalog
 from ingest.catalog import schema as t
+from ingest.catalog.dialect import upsert
 from ingest.records.article import Article
 from ingest.records.trial import Trial
 from synthesis.extract import DEFAULT_MAX_TOKENS, ExtractionResult, cache_key, extract, prefetch
@@ -62,11 +63,8 @@ def put_many(catalog: Catalog, results: Sequence[tuple[ExtractionResult, Grade |
         return 0
     now = dt.datetime.now(dt.UTC)
     rows = [_row(result, grade, now) for result, grade in results]
-    with catalog.transaction() as conn:
-        for row in rows:
-            conn.execute(delete(t.extractions).where(
-                _key(row["record_id"], row["version"], row["model"], row["prompt_id"])))
-        conn.execute(insert(t.extractions), rows)
+    with catalog.transaction() as conn:  # one upsert: two workers caching the same key must not collide
+        upsert(conn, t.extractions, rows, ["record_id", "version", "model", "prompt_id"])
     return len(rows)
 
 

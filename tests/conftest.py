@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import pg  # at import: it reads ONCOLIT_TEST_PG* before `isolated_env` strips ONCOLIT_* per test
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ONCOLIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -33,3 +36,38 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return data_dir
+
+
+# ------------------------------------------------------------------------------------------------
+# The catalog on both backends. `catalog_url` is parametrised: every test that takes it runs once on
+# a SQLite file and once on PostgreSQL (a fresh schema in the session's throwaway cluster, tests/pg.py).
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL for the session; stopped and deleted at the end. Fails (does not skip) when it
+    cannot start, unless ONCOLIT_TEST_PG=skip."""
+    if pg.OPT_OUT:
+        pytest.skip("ONCOLIT_TEST_PG=skip: PostgreSQL tests opted out")
+    cluster = pg.start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> Iterator[str]:
+    """A PostgreSQL catalog URL with an empty schema of its own."""
+    url = pg_cluster.fresh_url()
+    yield url
+    pg_cluster.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalog's URL, on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -75,3 +75,15 @@ def test_serve_burst(shared_data: Path, tmp_path: Path) -> None:
     assert result["baseline"]["n"] == 2 and result["ratios"]["throughput_vs_baseline"] > 0
     assert result["healthz_during_burst"]["n"] >= 1 and result["healthz_during_burst"]["failures"] == 0
     assert result["server"]["workers"] >= 1 and result["server"]["points"] > 0
+
+
+def test_catalog_backends(shared_data: Path, tmp_path: Path) -> None:
+    """Starts its own throwaway PostgreSQL (tests/pg.py), like the full run."""
+    from tests import pg
+
+    if pg.OPT_OUT:
+        pytest.skip("ONCOLIT_TEST_PG=skip: PostgreSQL tests opted out")
+    result = run_benchmark("catalog_backends", tmp_path / "r.json", "--data", str(shared_data), "--n", "200",
+                           "--repeat", "1")
+    assert result["records"] == 200 and set(result["results"]) == {"sqlite", "postgresql"}
+    assert result["ratio_pg_to_sqlite"]["ingest_s"] > 0 and result["results"]["postgresql"]["digest_first_s"] > 0

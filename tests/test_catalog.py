@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, inspect, select, text
 
 from ingest.catalog import Catalog
 from ingest.catalog import schema as t
@@ -21,8 +20,9 @@ def item(record, raw: bytes = b"<PubmedArticle/>") -> ParsedItem:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as cat:
+def catalog(catalog_url: str) -> Catalog:
+    """An empty catalog, on SQLite and on PostgreSQL in turn (conftest `catalog_url`)."""
+    with Catalog(catalog_url) as cat:
         yield cat
 
 
@@ -138,14 +138,33 @@ def test_get_unknown_record_says_what_ids_look_like(catalog: Catalog) -> None:
         catalog.get("pubmed:0")
 
 
-def test_migrations_are_named_ordered_and_recorded(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.sqlite'}"
+def test_migrations_are_named_ordered_and_recorded(catalog_url: str) -> None:
+    url = catalog_url
     Catalog(url).close()
     with Catalog(url) as cat, cat.engine.connect() as conn:  # reopening applies nothing twice
         names = list(conn.execute(select(t.schema_migrations.c.name)).scalars())
     assert names == [name for name, _ in MIGRATIONS]
     assert all(name[:1] == "m" and name[1:4].isdigit() for name in names)
     assert names == sorted(names)
+
+
+def test_an_old_catalog_is_brought_up_to_date(catalog_url: str) -> None:
+    """A catalog made by an older OncoLit (every step but the last) gets the missing step on open,
+    ALTER TABLE included, on either backend."""
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        t.schema_migrations.create(conn)
+        for name, step in MIGRATIONS[:-1]:
+            step(conn)
+            conn.execute(t.schema_migrations.insert().values(name=name, applied_at=dt.datetime.now(dt.UTC)))
+        # m001 creates today's table, with the column m006 adds: drop it, as a pre-m006 catalog
+        conn.execute(text("ALTER TABLE ingest_runs DROP COLUMN owner"))
+    engine.dispose()
+    with Catalog(catalog_url) as cat, cat.engine.connect() as conn:
+        assert list(conn.execute(select(t.schema_migrations.c.name)).scalars()) == [n for n, _ in MIGRATIONS]
+        assert "owner" in {c["name"] for c in inspect(conn).get_columns("ingest_runs")}
+        run = cat.start_run("pubmed", "files")
+    assert cat.runs()[0]["id"] == run
 
 
 def test_typed_record_round_trip(catalog: Catalog) -> None:

@@ -30,7 +30,7 @@ def art(pmid: str, title: str, **fields) -> ParsedItem:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, shared_data: Path) -> Catalog:
+def catalog(catalog_url: str, shared_data: Path) -> Catalog:
     items = parse_pubmed_xml((shared_data / "pubmed" / "real" / "biomcp" / "efetch_citation_22663011.xml").read_bytes())
     items += list(iter_ctgov_path(shared_data / "ctgov" / "real" / "biomcp" / "get_nct02576665_20260811.json"))
     items += [
@@ -41,7 +41,7 @@ def catalog(tmp_path: Path, shared_data: Path) -> Catalog:
         art("1003", "Adjuvant nivolumab in resected melanoma", languages=["eng"], keywords=["Adjuvant therapy"],
             publication_types=["Randomized Controlled Trial"], journal=Journal(title="Lancet Oncol")),
     ]
-    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as cat:
+    with Catalog(catalog_url) as cat:  # SQLite and PostgreSQL in turn (conftest `catalog_url`)
         cat.ingest_batch(items)
         yield cat
 

@@ -104,15 +104,17 @@ def trial_revision(shared_data: Path, status: str = "COMPLETED") -> ParsedItem:
 
 
 @contextmanager
-def real_catalog(shared_data: Path, data_dir: Path) -> Iterator[Catalog]:
-    with Catalog(f"sqlite:///{data_dir / 'catalog.sqlite'}") as cat:
+def real_catalog(shared_data: Path, data_dir: Path, url: str | None = None) -> Iterator[Catalog]:
+    """The real records in a catalog: `url`, else the data dir's SQLite file (what settings point at)."""
+    with Catalog(url or f"sqlite:///{data_dir / 'catalog.sqlite'}") as cat:
         cat.ingest_batch(real_items(shared_data))
         yield cat
 
 
 @pytest.fixture
-def catalog(shared_data: Path, isolated_env: Path) -> Iterator[Catalog]:
-    with real_catalog(shared_data, isolated_env) as cat:
+def catalog(shared_data: Path, isolated_env: Path, catalog_url: str) -> Iterator[Catalog]:
+    """On SQLite and on PostgreSQL in turn (conftest `catalog_url`)."""
+    with real_catalog(shared_data, isolated_env, catalog_url) as cat:
         yield cat
 
 

@@ -45,8 +45,9 @@ ANA = "ana@example.org"
 
 
 @pytest.fixture
-def catalog(shared_data: Path, isolated_env: Path) -> Iterator[Catalog]:
-    with real_catalog(shared_data, isolated_env) as cat:
+def catalog(shared_data: Path, isolated_env: Path, catalog_url: str) -> Iterator[Catalog]:
+    """Subscribers, digests and the send log on SQLite and on PostgreSQL in turn (conftest `catalog_url`)."""
+    with real_catalog(shared_data, isolated_env, catalog_url) as cat:
         yield cat
 
 
@@ -165,7 +166,7 @@ from ingest.catalog import Catalog
 from oncolit.delivery.run import run_digests
 from tests.test_digest import make_settings
 settings = make_settings(Path(sys.argv[1]), smtp_port=int(sys.argv[2]))
-with Catalog(settings.resolved_catalog_url) as catalog:
+with Catalog(sys.argv[4]) as catalog:
     run_digests(settings, catalog, day=dt.date.fromisoformat(sys.argv[3]), llm=None, scorer=None)
 print("the SMTP server should have killed this process before it got here")
 """
@@ -176,7 +177,8 @@ def test_killed_after_acceptance_resends_with_the_same_message_id(catalog: Catal
     sink, port = smtp_sink
     sub = add_subscriber(catalog, ANA, melanoma_topics())
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(isolated_env), str(port), DAY.isoformat()],
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(isolated_env), str(port), DAY.isoformat(),
+                              catalog.url],
                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sink.kill_pid = child.pid  # the server kills it right after accepting DATA
     out, err = child.communicate(timeout=120)

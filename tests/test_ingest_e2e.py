@@ -40,14 +40,22 @@ def reference_snapshot(shared_data: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def catalog_of(data_dir: Path) -> Catalog:
-    return Catalog(f"sqlite:///{data_dir / 'catalog.sqlite'}")
+    """The catalog the CLI wrote: ONCOLIT_CATALOG_URL (set by `backend`), else the data dir's file."""
+    return Catalog(os.environ.get("ONCOLIT_CATALOG_URL") or f"sqlite:///{data_dir / 'catalog.sqlite'}")
+
+
+@pytest.fixture
+def backend(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test on SQLite and on PostgreSQL: the CLI (and `catalog_of`) use `catalog_url`."""
+    monkeypatch.setenv("ONCOLIT_CATALOG_URL", catalog_url)
+    return catalog_url
 
 
 def add_search(env: dict[str, str]) -> None:
     run_cli("searches", "add", "everything", "--query", "all[sb]", "--since", SINCE, env=env)
 
 
-def test_source_window_equals_file_ingest_and_is_idempotent(server: ReplayServer, isolated_env: Path,
+def test_source_window_equals_file_ingest_and_is_idempotent(backend: str, server: ReplayServer, isolated_env: Path,
                                                             reference_snapshot: dict) -> None:
     server.faults.clear()
     env = pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="250")
@@ -66,7 +74,7 @@ def test_source_window_equals_file_ingest_and_is_idempotent(server: ReplayServer
         assert catalog.get_search("everything")["watermark"].isoformat() == UNTIL
 
 
-def test_sigkill_mid_run_then_rerun_holds_every_record_once(server: ReplayServer, isolated_env: Path,
+def test_sigkill_mid_run_then_rerun_holds_every_record_once(backend: str, server: ReplayServer, isolated_env: Path,
                                                            reference_snapshot: dict) -> None:
     server.faults.clear()
     # The 5th efetch hangs, so the kill lands while a batch is in flight, after 4 committed ones.
@@ -101,7 +109,7 @@ def test_sigkill_mid_run_then_rerun_holds_every_record_once(server: ReplayServer
         assert catalog.get_search("everything")["watermark"].isoformat() == UNTIL
 
 
-def test_persistent_failure_is_a_clear_error_with_nothing_half_written(server: ReplayServer,
+def test_persistent_failure_is_a_clear_error_with_nothing_half_written(backend: str, server: ReplayServer,
                                                                        isolated_env: Path) -> None:
     server.faults.clear()
     start = server.faults.count("efetch")
@@ -139,7 +147,7 @@ def test_transient_faults_are_retried_to_the_same_catalog(server: ReplayServer, 
         assert catalog.snapshot() == reference_snapshot
 
 
-def test_records_the_source_never_delivers_hold_the_watermark(server: ReplayServer, isolated_env: Path) -> None:
+def test_records_the_source_never_delivers_hold_the_watermark(backend: str, server: ReplayServer, isolated_env: Path) -> None:
     server.faults.clear()
     server.faults.always("efetch", faults.drop_records(1))
     env = pubmed_env(server.eutils_url, ONCOLIT_PUBMED__BATCH_SIZE="1000")

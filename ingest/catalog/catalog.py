@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
+from ingest.catalog.dialect import serialize_change_seq, with_driver
 from ingest.catalog.migrations import migrate
 from ingest.errors import AlreadyExists, CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
 from ingest.records import Article, Trial
@@ -111,18 +112,23 @@ class Catalog:
     """A handle on one catalog database. Use as a context manager or call `close()`."""
 
     def __init__(self, url: str):
-        self.url = url
+        url = self.url = with_driver(url)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True)
+        # A server's connections can be dropped under a long-lived process (a restart, an idle timeout):
+        # pre-ping replaces them instead of failing the next request. SQLite files need none of it.
+        server = not url.startswith("sqlite")
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=server)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             with self.engine.begin() as conn:
                 migrate(conn)
         except OperationalError as exc:
-            raise CatalogError(f"cannot open the catalog at {url}: {exc.orig}. "
-                               "Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR.") from exc
+            shown = self.engine.url.render_as_string(hide_password=True)  # never a password in an error
+            self.engine.dispose()
+            raise CatalogError(f"cannot open the catalog at {shown}: {exc.orig}. "
+                               "Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR (is the database server up?).") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -156,6 +162,7 @@ class Catalog:
             return outcome
         now = _now()
         with self.engine.begin() as conn:
+            serialize_change_seq(conn)  # PostgreSQL: writers take turns, so seqs follow commit order
             seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0) + 1
             ids = list({item.record.record_id for item in items})
             plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
@@ -636,7 +643,7 @@ def _run_abandoned(owner: str | None) -> bool:
     """Whether the process that started a `running` run is gone.
 
     Rows of another host are left alone: with a shared PostgreSQL catalog that host may be running
-    them. Rows without an owner predate m006; runs hold the data dir's ingest lock, so one still
+    them. Rows without an owner predate m006; runs hold the ingest lock (`ingest.lock.job_lock`), so one still
     `running` when a new run starts is stale. A pid the OS reused reads as alive: the row then
     waits for a later run, which is the safe way to be wrong.
     """

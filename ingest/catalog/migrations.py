@@ -12,9 +12,11 @@ from collections.abc import Callable
 from sqlalchemy import Connection, inspect, select, text
 
 from ingest.catalog import schema
+from ingest.catalog.dialect import lock_key
 from ingest.curation.migrations import m004_curation
 
 Migration = Callable[[Connection], None]
+MIGRATIONS_LOCK = lock_key("oncolit:catalog:migrations")
 
 
 def m001_initial(conn: Connection) -> None:
@@ -56,7 +58,13 @@ MIGRATIONS: list[tuple[str, Migration]] = [
 
 
 def migrate(conn: Connection) -> list[str]:
-    """Apply pending migrations in order; return the names applied."""
+    """Apply pending migrations in order; return the names applied.
+
+    On PostgreSQL, processes opening a new catalog at once (API workers and a scheduler starting
+    together) take turns: the first applies the steps, the others then find them recorded.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATIONS_LOCK})
     schema.schema_migrations.create(conn, checkfirst=True)
     done = set(conn.execute(select(schema.schema_migrations.c.name)).scalars())
     applied = []

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ingest.catalog import Catalog, model_from_fields
 from ingest.catalog import schema as ct
+from ingest.catalog.dialect import serialize_change_seq, upsert
 from ingest.catalog.schema import schema_migrations
 from ingest.curation import access, exports
 from ingest.curation import schema as cs
@@ -561,10 +562,7 @@ class Curation:
     def _bump_rules_rev(self, conn: Connection) -> None:
         st = cs.curation_state
         rev = self.rules_rev(conn)
-        if conn.execute(select(st.c.key).where(st.c.key == "rules_rev")).first() is None:
-            conn.execute(insert(st).values(key="rules_rev", value=rev + 1))
-        else:
-            conn.execute(update(st).where(st.c.key == "rules_rev").values(value=rev + 1))
+        upsert(conn, st, [{"key": "rules_rev", "value": rev + 1}], ["key"])
         self._rules_cache = None
 
     def refresh_verdicts(self, *, only_stale: bool = True) -> dict[str, int]:
@@ -613,16 +611,8 @@ class Curation:
         now = _now()
         rows = [{"record_id": rid, "version": versions[rid], "rules_rev": rev, "excluded": v.excluded,
                  "rule_ids": list(v.rule_ids), "evaluated_at": now} for rid, v in verdicts.items()]
-        updates = [r for r in rows if r["record_id"] in old]
-        inserts = [r for r in rows if r["record_id"] not in old]
-        if inserts:
-            conn.execute(insert(ver), inserts)
-        if updates:
-            from sqlalchemy import bindparam
-            conn.execute(update(ver).where(ver.c.record_id == bindparam("b_id")).values(
-                version=bindparam("version"), rules_rev=bindparam("rules_rev"), excluded=bindparam("excluded"),
-                rule_ids=bindparam("rule_ids"), evaluated_at=bindparam("evaluated_at")),
-                [{"b_id": r["record_id"], **{k: v for k, v in r.items() if k != "record_id"}} for r in updates])
+        # One upsert: two ingest workers evaluating the same records at once must not collide.
+        upsert(conn, ver, rows, ["record_id"])
         flipped = [rid for rid, v in verdicts.items() if old.get(rid, False) != v.excluded]
         self._bump(conn, flipped)
         return len(flipped)
@@ -632,6 +622,7 @@ class Curation:
         if not record_ids:
             return
         rec = ct.records
+        serialize_change_seq(conn)
         seq = (conn.execute(select(func.coalesce(func.max(rec.c.change_seq), 0))).scalar_one() or 0) + 1
         for part in _chunks(list(record_ids)):
             conn.execute(update(rec).where(rec.c.id.in_(part)).values(change_seq=seq))
@@ -972,12 +963,9 @@ class Curation:
             computed[rid] = result or (None, None)
         now = _now()
         with self.engine.begin() as conn:
-            for part in _chunks(list(computed)):
-                conn.execute(sc.delete().where(sc.c.record_id.in_(part)))
-            if computed:
-                conn.execute(insert(sc), [{"record_id": rid, "version": versions[rid], "evidence_level": level,
-                                           "evidence_rank": rank, "computed_at": now}
-                                          for rid, (level, rank) in computed.items()])
+            upsert(conn, sc, [{"record_id": rid, "version": versions[rid], "evidence_level": level,
+                               "evidence_rank": rank, "computed_at": now} for rid, (level, rank) in computed.items()],
+                   ["record_id"])
         out.update(computed)
         return out
 

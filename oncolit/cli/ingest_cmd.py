@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ingest.errors import OncoLitError, PartialRun
-from ingest.lock import ProcessLock
+from ingest.lock import IngestLock, job_lock
 from oncolit.cli.common import (
     EXIT_PARTIAL,
     JsonOpt,
@@ -26,8 +26,10 @@ if TYPE_CHECKING:  # the pipeline (the catalog, the parsers) is imported by the 
 app = typer.Typer(help="Pull new and revised records into the catalog.", no_args_is_help=True)
 
 
-def _lock() -> ProcessLock:
-    return ProcessLock(get_settings().ensure_data_dir() / "ingest.lock", wait=5.0)
+def _lock() -> IngestLock:
+    """The data dir's file lock on SQLite, an advisory lock on a PostgreSQL catalog (`ingest.lock`)."""
+    s = get_settings()
+    return job_lock(s.resolved_catalog_url, s.ensure_data_dir(), "ingest", wait=5.0)
 
 
 def _describe(summary: RunSummary) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ingest.catalog import Catalog
 from ingest.curation import without_excluded
-from ingest.lock import LockBusy, ProcessLock
+from ingest.lock import LockBusy, job_lock
 from oncolit.delivery import links, render, sendlog
 from oncolit.delivery.settings import DigestSettings, SmtpSettings, delivery_settings, sender_domain
 from oncolit.delivery.smtp import DeliveryError, send
@@ -278,7 +278,7 @@ def run_digests(settings: Any, catalog: Catalog, now: dt.datetime | None = None,
                     "unsubscribe links until ONCOLIT_DIGEST__SECRET (or [digest] secret) is set")
     lock = None
     if not dry_run:
-        lock = ProcessLock(settings.ensure_data_dir() / "digest.lock")
+        lock = job_lock(settings.resolved_catalog_url, settings.ensure_data_dir(), "digest")
         try:
             lock.acquire()
         except LockBusy as exc:
