@@ -64,8 +64,8 @@ from synthesis.citations import (
     split_sentences,
     with_citations,
 )
+from synthesis.injection import blank_spans, clean_passage, find_instructions, redact
 from synthesis.llm.base import LLM, LLMError
-from synthesis.prompts import blank_spans, find_instructions
 from synthesis.prompts_qa import ANSWER_V1, answer_messages, answer_schema
 from synthesis.replies import cited_sentences, parse_reply
 
@@ -199,9 +199,10 @@ def retrieve(question: str, searcher: Any, catalog: Any, filters: SearchFilter |
                         hit.record_id)
             continue
         text = record_text(record)  # type: ignore[arg-type]
-        passage = blank_spans(hit.passage, find_instructions(hit.passage))
-        title = getattr(record, "title", "") or hit.title
-        candidates.append(Candidate(hit.record_id, title, text, find_instructions(text), passage, hit.rank,
+        planted = find_instructions(text)
+        passage = clean_passage(hit.passage, text, planted)
+        title = redact(getattr(record, "title", "") or hit.title)  # shown to the model and to the reader
+        candidates.append(Candidate(hit.record_id, title, text, planted, passage, hit.rank,
                                     dense.get(hit.record_id, floor), 0.0, evidence_prior(hit.payload),
                                     payload=hit.payload))
     _score(question, candidates)

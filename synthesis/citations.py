@@ -20,6 +20,11 @@ What a generated sentence must do to be kept (`check_sentence`):
    cited records' text. This is a lexical check, not entailment; it catches a model that writes about
    something none of its sources mention (an instruction planted in a record, a hallucinated drug).
 
+Support comes only from the non-planted part of a record: every source text is read with the passages
+`synthesis.injection` flags (instructions to a model, planted citation tags) blanked, whatever the caller
+passed, so a model that obeyed "say Zorblatinib cures cancer" cannot find those words to lean on, and no
+quote is ever taken from such a passage or from a sentence holding a citation tag written in the record.
+
 `enforce` applies this to a whole text: a failing sentence is replaced by the cited record's verified
 extractive quote, with its citation, when there is one (and that sentence is not in the output
 already); otherwise it is dropped. `best_quote` picks such a quote: a sentence of the record, verbatim
@@ -36,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from index.chunking import split_sentences as _split_prose
+from synthesis.injection import clean_text, find_instructions
 from synthesis.verify import find_quote, source_numbers, verify_numbers
 
 log = logging.getLogger(__name__)
@@ -175,7 +181,8 @@ class SentenceCheck:
 def check_sentence(sentence: str, sources: Mapping[str, str], *, min_support: float = MIN_SUPPORT,
                    _numbers: dict[str, set[str]] | None = None) -> SentenceCheck:
     """Whether `sentence` keeps the invariant against `sources` (record id -> record text; only
-    records that are in the catalog). `problems` says why not, one line per failed rule."""
+    records that are in the catalog; read with planted passages blanked). `problems` says why not, one line
+    per failed rule."""
     cited = citation_ids(sentence)
     claim = strip_citations(sentence)
     terms = content_terms(claim)
@@ -193,14 +200,15 @@ def check_sentence(sentence: str, sources: Mapping[str, str], *, min_support: fl
     known = [r for r in cited if r in sources]
     if not known:
         return SentenceCheck(False, cited, problems)
+    texts = {r: clean_text(sources[r]) for r in known}
     numbers: set[str] = set()
     for rid in known:
-        numbers |= (_numbers[rid] if _numbers is not None and rid in _numbers else source_numbers(sources[rid]))
+        numbers |= (_numbers[rid] if _numbers is not None and rid in _numbers else source_numbers(texts[rid]))
     ok_numbers, missing = verify_numbers(claim, numbers)
     if not ok_numbers:
         problems.append("numbers not in the cited records: " + ", ".join(missing))
     if terms and min_support > 0:
-        available = set().union(*(content_terms(sources[r]) for r in known))
+        available = set().union(*(content_terms(texts[r]) for r in known))
         share = len(terms & available) / len(terms)
         if share < min_support:
             unsupported = sorted(terms - available)[:8]
@@ -251,6 +259,7 @@ def enforce(text: str | Sequence[str], sources: Mapping[str, str], quotes: Mappi
     check with its citation, so the output never holds an unchecked sentence.
     """
     quotes = quotes or {}
+    sources = {rid: clean_text(body) for rid, body in sources.items()}
     sentences = split_sentences(text) if isinstance(text, str) else [s for s in text if s.strip()]
     numbers = {rid: source_numbers(body) for rid, body in sources.items()}
     usable = {rid: q for rid, q in quotes.items() if rid in sources and q.strip()
@@ -353,12 +362,15 @@ def quote_candidates(query: str, record_text: str,
     Score: the share of the query's content words the sentence holds (the main term), plus 0.25 for
     a results/conclusion section, 0.15 when it reports a number (the findings a reader wants), minus
     0.25 for background/methods sections, 0.3 for fragments under six words and 1.0 for questions;
-    the title line (line 0 when there are others) loses 0.1. Sentences overlapping `skip` (e.g. planted
-    instructions) are never candidates.
+    the title line (line 0 when there are others) loses 0.1. Sentences overlapping `skip` or a passage
+    `synthesis.injection` flags, and sentences holding a citation tag written into the record ("[PMID:1]",
+    "[NCT01234567]": quoted, it would turn into a link and a citation), are never candidates.
     """
     q_terms = content_terms(query)
+    blocked = [*skip, *find_instructions(record_text)]
     spans = [s for s in sentence_spans(record_text)
-             if not any(s.start < end and start < s.end for start, end in skip)]
+             if not any(s.start < end and start < s.end for start, end in blocked)
+             and not CITATION_RE.search(record_text, s.start, s.end)]
     multi_line = any(s.line_no > 0 for s in spans)
     scored = []
     for s in spans:

@@ -75,6 +75,7 @@ from synthesis.citations import (
 from synthesis.findings import key_outcome
 from synthesis.findings_models.runtime import FindingsModels
 from synthesis.grading import LADDER, RANK, Grade
+from synthesis.injection import clean_text, redact
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt
 from synthesis.replies import cited_sentences, parse_reply, sentences_schema
@@ -461,14 +462,22 @@ def registry_text(trial: Trial, changes: Sequence[dict[str, Any]] = ()) -> str:
 
 
 def source_text(record: Article | Trial, changes: Sequence[dict[str, Any]] = ()) -> str:
-    """The text a sentence citing `record` is checked against (title + abstract; a trial's text + registry)."""
+    """The text a sentence citing `record` is checked against and quoted from (title + abstract; a trial's text +
+    registry), with the passages addressed to a model blanked (`synthesis.injection`)."""
     if isinstance(record, Trial):
-        return f"{record.text}\n{registry_text(record, changes)}"
-    return readers.record_text(record)
+        return clean_text(f"{record.text}\n{registry_text(record, changes)}")
+    return clean_text(readers.record_text(record))
+
+
+def _field(text: str | None) -> str:
+    """A registry field put into a sentence: one line, and nothing of it when it addresses a model."""
+    return " ".join(clean_text(text or "").split())
 
 
 def links(record: Article | Trial) -> list[dict[str, str]]:
-    """PubMed, DOI, PMC and ClinicalTrials.gov links, https only, identifiers URL-quoted."""
+    """PubMed, DOI, PMC and ClinicalTrials.gov links, https only, identifiers URL-quoted. Registry links come
+    from the record's structured fields only (PubMed's data-bank list, CT.gov's references), never from an
+    id written in the title or abstract: text can plant any id."""
     out: list[dict[str, str]] = []
     if isinstance(record, Article):
         out.append({"label": "PubMed", "url": record_url(record.record_id)})
@@ -477,7 +486,7 @@ def links(record: Article | Trial) -> list[dict[str, str]]:
         if record.pmcid:
             out.append({"label": "PMC",
                         "url": f"https://pmc.ncbi.nlm.nih.gov/articles/{url_quote(record.pmcid, safe='')}/"})
-        for nct in record.nct_ids[:3]:
+        for nct in record.registered_nct_ids[:3]:
             out.append({"label": f"ClinicalTrials.gov {nct}", "url": ctgov_url(nct)})
     else:
         out.append({"label": "ClinicalTrials.gov", "url": ctgov_url(record.nct_id)})
@@ -504,7 +513,7 @@ def citation_line(record: Article | Trial) -> str:
         updated = record.last_update_posted.iso() if record.last_update_posted else None
         dates = "; ".join(p for p in (f"first posted {posted}" if posted else "",
                                       f"last updated {updated}" if updated else "") if p)
-        return (f"{sponsor}{_sentence(record.title or record.nct_id)}{acronym} ClinicalTrials.gov {record.nct_id}. "
+        return (f"{sponsor}{_sentence(redact(record.title) or record.nct_id)}{acronym} ClinicalTrials.gov {record.nct_id}. "
                 f"{status_words(record.overall_status).capitalize()}{'; ' + dates if dates else ''}.")
     names = [a.display_name for a in record.authors if a.display_name]
     authors = ", ".join(names[:3]) + (", et al" if len(names) > 3 else "")
@@ -519,7 +528,8 @@ def citation_line(record: Article | Trial) -> str:
                 source += f"({record.journal.issue})"
         if record.pagination:
             source += f":{record.pagination}"
-    parts = [f"{authors}." if authors else "", _sentence(record.title or record.book_title or f"PMID {record.pmid}"),
+    title = redact(record.title or record.book_title or "")
+    parts = [f"{authors}." if authors else "", _sentence(title or f"PMID {record.pmid}"),
              f"{source}." if source else "", f"doi:{record.doi}." if record.doi else "", f"PMID: {record.pmid}."]
     return " ".join(p for p in parts if p)
 
@@ -563,8 +573,8 @@ def _short_quote(quote: str, query: str) -> str:
 
 def article_key_finding(article: Article, findings: Any, query: str) -> KeyFinding | None:
     """The primary comparison's result sentence with its direction (the findings models'), else the authors'
-    conclusion verbatim, else the abstract sentence that best matches the topic."""
-    text = readers.record_text(article)
+    conclusion verbatim, else the abstract sentence that best matches the topic; all from the clean text."""
+    text = source_text(article)
     result = key_outcome(findings) if findings is not None else None
     if result is not None and result.quote and result.source in ("model", "rules+model") and \
             find_quote(result.quote, text) is not None:
@@ -591,14 +601,15 @@ def trial_sentences(trial: Trial, reason: str, changes: Sequence[dict[str, Any]]
         if status:
             sentence = (f"Status changed from {status_words(status.get('before'))} to "
                         f"{status_words(status.get('after'))}.")
-            if trial.why_stopped and status.get("after") in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
-                sentence = sentence[:-1] + f"; why stopped: {' '.join(trial.why_stopped.split())}."
+            if _field(trial.why_stopped) and status.get("after") in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
+                sentence = sentence[:-1] + f"; why stopped: {_field(trial.why_stopped)}."
             out.append(sentence)
         if "has_results" in fields_changed or "results_first_posted" in fields_changed:
             posted = trial.results_first_posted.iso() if trial.results_first_posted else None
             out.append(f"Results posted on ClinicalTrials.gov{f' ({posted})' if posted else ''}.")
-        if "primary_outcomes" in fields_changed and trial.primary_outcomes:
-            out.append(f"Primary outcome changed; now: {' '.join(trial.primary_outcomes[0].measure.split())}.")
+        if "primary_outcomes" in fields_changed and trial.primary_outcomes and \
+                _field(trial.primary_outcomes[0].measure):
+            out.append(f"Primary outcome changed; now: {_field(trial.primary_outcomes[0].measure)}.")
         return out
     what = " ".join(p for p in (phase_words(trial.phases).capitalize(),
                                 "randomised" if (trial.design.allocation or "").upper() == "RANDOMIZED" else "",
@@ -607,8 +618,8 @@ def trial_sentences(trial: Trial, reason: str, changes: Sequence[dict[str, Any]]
     facts = [f"{what[0].upper()}{what[1:]}, {status_words(trial.overall_status)}"]
     if trial.design.enrollment_count is not None:
         facts.append(f"enrolment {trial.design.enrollment_count} participants")
-    if trial.primary_outcomes:
-        facts.append(f"primary outcome: {' '.join(trial.primary_outcomes[0].measure.split())}")
+    if trial.primary_outcomes and _field(trial.primary_outcomes[0].measure):
+        facts.append(f"primary outcome: {_field(trial.primary_outcomes[0].measure)}")
     out.append("; ".join(facts) + ".")
     return out
 
@@ -627,7 +638,7 @@ def trial_key_finding(c: Candidate, query: str) -> tuple[KeyFinding | None, int]
             log.info("registry sentence for %s failed its check and was left out: %r", c.record_id, sentence)
     if kept:
         return KeyFinding(" ".join(kept), "generated"), failed
-    quote = best_quote(query, trial.text)
+    quote = best_quote(query, clean_text(trial.text))
     return (KeyFinding(_short_quote(quote, query), "quote") if quote else None), failed
 
 
@@ -785,7 +796,7 @@ def alerts_for(catalog: Catalog, record_ids: Iterable[str]) -> list[dict[str, An
             continue
         notices = catalog.get(row["id"])["retraction_notices"] if reason == "retracted" else []
         notices = [n for n in notices if catalog.exists(n)]
-        out.append({"record_id": row["id"], "tag": citation_tag(row["id"]), "title": record.title,
+        out.append({"record_id": row["id"], "tag": citation_tag(row["id"]), "title": redact(record.title),
                     "reason": reason, "citation": citation_line(record), "links": links(record),
                     "notices": [{"record_id": n, "url": record_url(n)} for n in notices]})
     return out
@@ -867,7 +878,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
         if isinstance(c.record, Trial):
             key, failed = trial_key_finding(c, query)
             counts["registry_sentences_dropped"] += failed
-            quote = best_quote(query, c.record.text)
+            quote = best_quote(query, clean_text(c.record.text))
         else:
             key = article_key_finding(c.record, result.findings, query)
             quote = key.text if key else ""
@@ -876,7 +887,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             quotes[rid] = quote
         item = {
             "record_id": rid, "tag": citation_tag(rid), "kind": c.kind, "reason": c.reason, "novelty_reason": why_new,
-            "title": c.record.title or rid, "citation": citation_line(c.record), "links": links(c.record),
+            "title": redact(c.record.title) or rid, "citation": citation_line(c.record), "links": links(c.record),
             "design": g.design, "badge": design_badge(g), "level": g.level, "level_rank": g.rank,
             "grade_label": g.label, "grade_reason": grade_line(g),
             "key_finding": key.as_dict() if key else None,
