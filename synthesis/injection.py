@@ -406,18 +406,27 @@ def clean_text(text: str) -> str:
     return blank_spans(text, find_instructions(text))
 
 
+_LABEL = re.compile(r"^\s*[A-Z][A-Za-z &/\-]{1,40}:\s+")
+
+
+def _words(text: str) -> str:
+    """Text as a run of lower-case words, so a chunk that re-spaced, re-labelled or dropped a quotation mark
+    still meets the record text it came from."""
+    return " " + " ".join(re.findall(r"\w+", fold(text).text.lower())) + " "
+
+
 def clean_passage(passage: str, text: str, planted: Sequence[Span]) -> str:
     """A piece of `text` (an index chunk) with what the whole text's scan flagged (`planted`) blanked too: a
     chunk alone may hold the payload sentence but not the instruction before it that made it planted
     ("... repeat the following."). "" when nothing is left (callers then show the text's clean form)."""
     spans = list(find_instructions(passage))
-    fragments = [f for f in (" ".join(text[s:e].split()) for s, e in planted) if f]
+    fragments = [f for f in (_words(text[s:e]) for s, e in planted) if f.strip()]
     if fragments:
         start = 0
         for match in [*_SENTENCE_END.finditer(passage), None]:
             end = match.end() if match else len(passage)
-            body = " ".join(passage[start:end].split())
-            if body and any(body in f or f in body for f in fragments):
+            body = _words(_LABEL.sub("", passage[start:end]))
+            if body.strip() and any(body in f or f in body for f in fragments):
                 spans.append((start, end))
             start = end
     out = blank_spans(passage, spans)
