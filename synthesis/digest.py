@@ -64,7 +64,6 @@ from ingest.records.article import Article
 from ingest.records.trial import Trial
 from synthesis import readers
 from synthesis.citations import (
-    best_quote,
     check_sentence,
     citation_ids,
     citation_tag,
@@ -78,6 +77,7 @@ from synthesis.grading import LADDER, RANK, Grade
 from synthesis.injection import clean_text, redact
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt
+from synthesis.quotes import best_quote
 from synthesis.replies import cited_sentences, parse_reply, sentences_schema
 from synthesis.verify import find_quote
 
@@ -547,6 +547,7 @@ class KeyFinding:
     direction: str | None = None  # the findings models' direction of the result sentence, when it is one
     confidence: float | None = None
     outcome: str | None = None
+    evidence: bool = False  # the findings models' result sentence: the preferred support of an overview sentence
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "kind": self.kind, "verified": self.verified}
@@ -580,7 +581,8 @@ def article_key_finding(article: Article, findings: Any, query: str) -> KeyFindi
             find_quote(result.quote, text) is not None:
         sure = (result.confidence or 0.0) >= BADGE_MIN_CONFIDENCE  # below it: the sentence without a badge
         return KeyFinding(_short_quote(result.quote, query), "quote", direction=result.direction if sure else None,
-                          confidence=result.confidence if sure else None, outcome=result.name if sure else None)
+                          confidence=result.confidence if sure else None, outcome=result.name if sure else None,
+                          evidence=True)
     conclusion = getattr(findings, "conclusion", None)
     if conclusion:
         quote = _short_quote(conclusion, query)
@@ -706,8 +708,10 @@ class Overview:
 
 
 def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[str, str],
-             quotes: Mapping[str, str], llm: LLM | None, *, max_items: int = 5, max_tokens: int = 220) -> Overview:
-    """An LLM paragraph whose every sentence is checked (citations.enforce), else the top item's quote."""
+             quotes: Mapping[str, str], llm: LLM | None, *, max_items: int = 5, max_tokens: int = 220,
+             evidence: Mapping[str, Sequence[str]] | None = None) -> Overview:
+    """An LLM paragraph whose every sentence is checked (citations.enforce; `evidence`, the findings models'
+    result sentences, as the preferred support), else the top item's quote."""
     shown = list(items[:max_items])
     if llm is not None and getattr(llm.capabilities, "generation", False) and shown:
         block = "\n\n".join(_overview_entry(item) for item in shown)
@@ -723,7 +727,7 @@ def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[
         allowed = {item["record_id"] for item in shown}
         data = parse_reply(reply.text, "sentences")  # None: no JSON, the reply is prose with inline citations
         written = reply.text.strip() if data is None else cited_sentences(data, "sentences")
-        result = enforce(written, {rid: sources[rid] for rid in allowed}, quotes)
+        result = enforce(written, {rid: sources[rid] for rid in allowed}, quotes, evidence=evidence)
         # Stricter than enforce: in a digest an overview sentence must cite (an uncited "connective"
         # is usually a fragment the model was cut off in, or filler), so those are dropped too.
         kept: list[str] = []
@@ -862,6 +866,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
               "registry_sentences_dropped": 0}
     quotes: dict[str, str] = {}
     sources: dict[str, str] = {}
+    evidence: dict[str, list[str]] = {}
     for rid, (rel, ti_index) in best.items():
         c = by_id[rid]
         result, g = graded.get(rid, (None, None))
@@ -885,6 +890,8 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
         sources[rid] = source_text(c.record, c.changes)
         if quote and find_quote(quote, sources[rid]) is not None:
             quotes[rid] = quote
+            if key is not None and key.evidence:
+                evidence[rid] = [quote]
         item = {
             "record_id": rid, "tag": citation_tag(rid), "kind": c.kind, "reason": c.reason, "novelty_reason": why_new,
             "title": redact(c.record.title) or rid, "citation": citation_line(c.record), "links": links(c.record),
@@ -917,7 +924,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
         items = per_topic[ti_index]
         ti = inputs[ti_index]
         ov = overview(ti.topic.name, items, sources, quotes, llm if config.overview else None,
-                      max_items=config.overview_items, max_tokens=config.overview_max_tokens)
+                      max_items=config.overview_items, max_tokens=config.overview_max_tokens, evidence=evidence)
         totals["overview_sentences"] += ov.sentences
         totals["replaced"] += ov.replaced
         totals["dropped"] += ov.dropped

@@ -12,8 +12,9 @@ import pytest
 from ingest.pubmed_xml import iter_pubmed_file
 from ingest.records.article import Article
 from synthesis.answer import record_text
-from synthesis.citations import best_quote, check_sentence, enforce, quote_candidates
+from synthesis.citations import check_sentence, enforce
 from synthesis.injection import RULES, blank_spans, clean_passage, explain, find_instructions, fold, redact
+from synthesis.quotes import best_quote, quote_candidates
 
 BEFORE, AFTER = "Median survival was 11.0 months with trametinib.", "Toxicity was manageable."
 
