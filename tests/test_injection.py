@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from ingest.ctgov_json import iter_ctgov_path
+from ingest.errors import MalformedPayload
 from ingest.pubmed_xml import iter_pubmed_file
 from ingest.records.article import Article
+from ingest.records.trial import Trial
 from synthesis.answer import record_text
 from synthesis.citations import check_sentence, enforce
 from synthesis.injection import RULES, blank_spans, clean_passage, explain, find_instructions, fold, redact
@@ -147,12 +150,17 @@ def _real_texts(shared_data: Path) -> list[str]:
             row = json.loads(line)
             texts.append("\n".join([row.get("title") or "", *(f"{s['label']}: {s['text']}" if s.get("label")
                                                               else s["text"] for s in row["abstract_sections"])]))
+    for path in sorted((shared_data / "ctgov" / "real").rglob("*.json")):
+        try:
+            texts += [item.record.text for item in iter_ctgov_path(path) if isinstance(item.record, Trial)]
+        except MalformedPayload:
+            continue  # capture receipts and searches without studies
     return texts
 
 
 def test_real_abstracts_are_not_flagged(shared_data: Path) -> None:
-    """Every abstract in the shared data (2,352 PubMed records, the evidence-inference abstracts): none
-    addresses a model, so none may lose a sentence to the detector. The one thing real text does write is a
+    """Every abstract in the shared data (2,352 PubMed records, the evidence-inference abstracts) and every
+    CT.gov study's text (38 from API v2 JSON): none addresses a model, so none may lose a sentence to the detector. The one thing real text does write is a
     reference by PMID ("PubMed PMID: 21899409."): that sentence is withheld as a citation tag, by design."""
     texts = _real_texts(shared_data)
     assert len(texts) > 2500
