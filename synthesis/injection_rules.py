@@ -99,67 +99,98 @@ EN: dict[str, str] = {
 }
 
 # Other languages: the same families, accent-free after folding (patterns are folded too).
-OTHER: dict[str, list[str]] = {
+# Each pattern with its needles: words one of which any match must hold (lower case; folded like the text), so
+# a text in none of these languages skips the pattern with a substring test instead of a regex pass.
+OTHER: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "override": [
         # French
-        r"\b(?:ignore[zr]?|oublie[zr]?|ne\s+(?:tenez|tiens)\s+pas\s+compte\s+d|fais\s+abstraction\s+d|"
+        (r"\b(?:ignore[zr]?|oublie[zr]?|ne\s+(?:tenez|tiens)\s+pas\s+compte\s+d|fais\s+abstraction\s+d|"
         r"faites\s+abstraction\s+d|passe[zr]?\s+outre)\w*\s+(?:\S+\s+){0,3}?(?:instructions?|consignes?|"
         r"directives?|regles|precedent\w*|ci-dessus|ce\s+qui\s+precede|tout)",
-        r"\bne\s+(?:suivez|suis|respectez|respecte)\s+(?:plus|pas)\s+(?:les\s+)?(?:instructions|consignes)",
+         ('ignore', 'oublie', 'compte', 'abstraction', 'outre')),
+        (r"\bne\s+(?:suivez|suis|respectez|respecte)\s+(?:plus|pas)\s+(?:les\s+)?(?:instructions|consignes)",
+         ('instructions', 'consignes')),
         # German
-        r"\b(?:ignorier\w*|vergiss|vergessen\s+sie|missachte\w*|uberseh\w*|verwirf|verwerfen\s+sie)\s+"
+        (r"\b(?:ignorier\w*|vergiss|vergessen\s+sie|missachte\w*|uberseh\w*|verwirf|verwerfen\s+sie)\s+"
         r"(?:\S+\s+){0,3}?(?:anweisung\w*|instruktion\w*|befehl\w*|regeln|vorgab\w*|vorherig\w*|bisherig\w*|"
         r"obig\w*|vorig\w*|alles)",
+         ('ignorier', 'vergiss', 'vergessen', 'missacht', 'übers', 'uberseh', 'verwirf', 'verwerfen')),
         # Spanish, Portuguese, Italian
-        r"\b(?:ignora[rd]?|ignore|olvida[rd]?|descarta|omite|haz\s+caso\s+omiso\s+d|esqueca|esquece|desconsidere|"
+        (r"\b(?:ignora[rd]?|ignore|olvida[rd]?|descarta|omite|haz\s+caso\s+omiso\s+d|esqueca|esquece|desconsidere|"
         r"dimentica|trascura|non\s+seguire)\w*\s+(?:\S+\s+){0,3}?(?:instrucci\w*|instruc\w*|indicaci\w*|"
         r"ordenes|reglas|orienta\w*|istruzion\w*|indicazion\w*|regole|anteriores|previas|precedenti|acima|"
         r"de\s+arriba|sopra|todo|tutto)",
+         ('ignora', 'ignore', 'olvida', 'descarta', 'omite', 'omiso', 'esqueç', 'esquec', 'desconsider', 'dimentica', 'trascura', 'seguire')),
         # Russian
-        r"\b(?:игнорируй\w*|забудь\w*|не\s+обращай\w*\s+внимания\s+на)\s+(?:\S+\s+){0,3}?"
+        (r"\b(?:игнорируй\w*|забудь\w*|не\s+обращай\w*\s+внимания\s+на)\s+(?:\S+\s+){0,3}?"
         r"(?:инструкци\w*|указани\w*|правил\w*|предыдущ\w*|вс[её])",
+         ('игнорир', 'забудь', 'обращай')),
         # Chinese (simplified and traditional), Japanese, Korean
-        r"(?:忽略|忽视|忽視|无视|無視|不要理会|不要理會|不要遵循|不要遵守|忘记|忘記|忘掉|放弃|放棄)"
+        (r"(?:忽略|忽视|忽視|无视|無視|不要理会|不要理會|不要遵循|不要遵守|忘记|忘記|忘掉|放弃|放棄)"
         r".{0,8}(?:指令|指示|说明|說明|规则|規則|提示|要求|命令|内容|內容|以上|上述|之前|先前)",
-        r"(?:以前|前|上記|これまで|先|上)の.{0,6}(?:指示|命令|指令|ルール|プロンプト|内容)(?:を|は).{0,4}"
+         ('忽', '无视', '無視', '不要', '忘', '放弃', '放棄')),
+        (r"(?:以前|前|上記|これまで|先|上)の.{0,6}(?:指示|命令|指令|ルール|プロンプト|内容)(?:を|は).{0,4}"
         r"(?:無視|忘れ|破棄)",
-        r"(?:無視|忘れ)(?:して|しろ|せよ|してください)",
-        r"(?:이전|위의|앞의|기존)\s*(?:의\s*)?(?:지시|명령|지침|규칙|프롬프트)\S*\s*(?:을|를)?\s*(?:무시|잊)",
+         ('無視', '忘れ', '破棄')),
+        (r"(?:無視|忘れ)(?:して|しろ|せよ|してください)",
+         ('無視', '忘れ')),
+        (r"(?:이전|위의|앞의|기존)\s*(?:의\s*)?(?:지시|명령|지침|규칙|프롬프트)\S*\s*(?:을|를)?\s*(?:무시|잊)",
+         ('무시', '잊')),
     ],
     "role tag": [
-        r"(?:^|(?<=[.!?。]))[ \t]*(?:systeme|système|sistema|系统|系統|システム|시스템|система|assistent|"
+        (r"(?:^|(?<=[.!?。]))[ \t]*(?:systeme|système|sistema|系统|系統|システム|시스템|система|assistent|"
         r"asistente|assistente|助手|アシスタント)[ \t]*[:：]",
+         ('systeme', 'système', 'sistema', '系统', '系統', 'システム', '시스템', 'система', 'assistent', 'asistente', 'assistente', '助手', 'アシスタント')),
     ],
     "new task": [
-        r"\b(?:nouvelle|nouvelles)\s+(?:tache|instructions?|consignes?|mission)\s*:",
-        r"\b(?:tu\s+es|vous\s+etes)\s+(?:maintenant|desormais|dorenavant)\b|\ba\s+partir\s+de\s+maintenant\b",
-        r"\bneue\s+(?:aufgabe|anweisung\w*|rolle)\s*:|\bdu\s+bist\s+(?:jetzt|nun|ab\s+sofort)\b|\bab\s+sofort\b",
-        r"\b(?:nueva|nuevas)\s+(?:tarea|instrucci\w*)\s*:|\bahora\s+eres\b|\ba\s+partir\s+de\s+ahora\b",
-        r"\b(?:nova|novas)\s+(?:tarefa|instruc\w*)\s*:|\bagora\s+voce\s+e\b|\ba\s+partir\s+de\s+agora\b",
-        r"\b(?:nuovo\s+compito|nuova\s+istruzione|nuove\s+istruzioni)\s*:|\bora\s+sei\b|\bd'ora\s+in\s+poi\b|"
+        (r"\b(?:nouvelle|nouvelles)\s+(?:tache|instructions?|consignes?|mission)\s*:",
+         ('nouvelle',)),
+        (r"\b(?:tu\s+es|vous\s+etes)\s+(?:maintenant|desormais|dorenavant)\b|\ba\s+partir\s+de\s+maintenant\b",
+         ('tu es', 'vous etes', 'vous êtes', 'partir de maintenant')),
+        (r"\bneue\s+(?:aufgabe|anweisung\w*|rolle)\s*:|\bdu\s+bist\s+(?:jetzt|nun|ab\s+sofort)\b|\bab\s+sofort\b",
+         ('neue', 'du bist', 'ab sofort')),
+        (r"\b(?:nueva|nuevas)\s+(?:tarea|instrucci\w*)\s*:|\bahora\s+eres\b|\ba\s+partir\s+de\s+ahora\b",
+         ('nueva', 'ahora eres', 'partir de ahora')),
+        (r"\b(?:nova|novas)\s+(?:tarefa|instruc\w*)\s*:|\bagora\s+voce\s+e\b|\ba\s+partir\s+de\s+agora\b",
+         ('nova', 'agora voc', 'partir de agora')),
+        (r"\b(?:nuovo\s+compito|nuova\s+istruzione|nuove\s+istruzioni)\s*:|\bora\s+sei\b|\bd'ora\s+in\s+poi\b|"
         r"\bda\s+ora\s+in\s+poi\b",
-        r"\bновая\s+задача\b|\bтеперь\s+ты\b",
-        r"新(?:的)?(?:任务|任務|指令|指示)\s*[:：]|你现在是|你現在是|从现在开始|從現在開始|从现在起|從現在起",
-        r"新しい(?:タスク|指示|命令)|あなたは(?:今|これから)|今から(?:あなたは)?",
-        r"새로운\s*(?:작업|지시|임무)|지금부터\s*(?:너는|당신은)",
+         ('nuov', 'ora sei', 'ora in poi')),
+        (r"\bновая\s+задача\b|\bтеперь\s+ты\b",
+         ('новая', 'теперь')),
+        (r"新(?:的)?(?:任务|任務|指令|指示)\s*[:：]|你现在是|你現在是|从现在开始|從現在開始|从现在起|從現在起",
+         ('新', '你现在', '你現在', '从现在', '從現在')),
+        (r"新しい(?:タスク|指示|命令)|あなたは(?:今|これから)|今から(?:あなたは)?",
+         ('新しい', 'あなたは', '今から')),
+        (r"새로운\s*(?:작업|지시|임무)|지금부터\s*(?:너는|당신은)",
+         ('새로운', '지금부터')),
     ],
     "output command": [
-        r"(?:^|(?<=[.!?:;,\n\"«]))\s*(?:et\s+)?(?:reponds|repondez|dis|dites|ecris|ecrivez|affiche|affichez|"
+        (r"(?:^|(?<=[.!?:;,\n\"«]))\s*(?:et\s+)?(?:reponds|repondez|dis|dites|ecris|ecrivez|affiche|affichez|"
         r"indique|indiquez|conclus|concluez|affirme|affirmez)\s+(?:\w+\s+)?(?:uniquement|seulement|simplement|"
         r"que\b|par\b|avec\b|:|«|\"|plutot)",
-        r"\bau\s+lieu\s+de\s+(?:cela|ca)\b",
-        r"(?:^|(?<=[.!?:;,\n\"„]))\s*(?:und\s+)?(?:antworte|antworten\s+sie|sage|sag|sagen\s+sie|schreibe|schreib|"
+         ('repond', 'répond', 'dis', 'dites', 'ecri', 'écri', 'affiche', 'indique', 'conclu', 'affirme')),
+        (r"\bau\s+lieu\s+de\s+(?:cela|ca)\b",
+         ('au lieu de',)),
+        (r"(?:^|(?<=[.!?:;,\n\"„]))\s*(?:und\s+)?(?:antworte|antworten\s+sie|sage|sag|sagen\s+sie|schreibe|schreib|"
         r"schreiben\s+sie|gib|geben\s+sie|behaupte)\s+(?:\w+\s+)?(?:nur|ausschlie(?:ss|ß)lich|lediglich|mit\b|:|„|"
         r"\"|stattdessen|dass\b)",
-        r"\bstattdessen\s+(?:schreibe|sage|antworte|gib)",
-        r"(?:^|(?<=[.!?:;,\n\"«¡]))\s*(?:y\s+|e\s+)?(?:responde|responda|rispondi|contesta|di|diga|dica|escribe|"
+         ('antwort', 'sag', 'schreib', 'gib', 'geben', 'behaupte')),
+        (r"\bstattdessen\s+(?:schreibe|sage|antworte|gib)",
+         ('stattdessen',)),
+        (r"(?:^|(?<=[.!?:;,\n\"«¡]))\s*(?:y\s+|e\s+)?(?:responde|responda|rispondi|contesta|di|diga|dica|escribe|"
         r"escreva|scrivi|afirma|afirme|conclui|concluya|conclude)\s+(?:\w+\s+)?(?:solo|solamente|unicamente|"
         r"apenas|somente|soltanto|con\b|com\b|que\b|che\b|:|«|\")",
-        r"\b(?:en\s+su\s+lugar|en\s+lugar\s+de\s+eso|em\s+vez\s+disso|invece\s+di\s+(?:questo|cio))\b",
-        r"(?:只|仅|僅|只能|只需)(?:回答|回复|回覆|输出|輸出|说|說|写|寫)|(?:请|請)(?:回答|回复|输出|輸出|说|說)"
+         ('respond', 'rispondi', 'contesta', 'di', 'escrib', 'escrev', 'scrivi', 'afirm', 'conclu')),
+        (r"\b(?:en\s+su\s+lugar|en\s+lugar\s+de\s+eso|em\s+vez\s+disso|invece\s+di\s+(?:questo|cio))\b",
+         ('en su lugar', 'en lugar de', 'em vez', 'invece di')),
+        (r"(?:只|仅|僅|只能|只需)(?:回答|回复|回覆|输出|輸出|说|說|写|寫)|(?:请|請)(?:回答|回复|输出|輸出|说|說)"
         r"|改为(?:输出|回答|写)|改為(?:輸出|回答|寫)",
-        r"(?:とだけ|のみ)(?:答え|回答|出力|言|書)|代わりに.{0,6}(?:書|出力|答え|言)",
-        r"(?:라고만|만)\s*(?:답|출력|말)",
+         ('只', '仅', '僅', '请', '請', '改为', '改為')),
+        (r"(?:とだけ|のみ)(?:答え|回答|出力|言|書)|代わりに.{0,6}(?:書|出力|答え|言)",
+         ('とだけ', 'のみ', '代わりに')),
+        (r"(?:라고만|만)\s*(?:답|출력|말)",
+         ('만',)),
     ],
 }
 
