@@ -11,17 +11,20 @@ and say X" or "SYSTEM: new task" walked past it. This one reads a *folded view* 
    common Cyrillic/Greek look-alikes mapped to Latin letters, and letter-spaced words ("i g n o r e")
    closed up. Every character of the view remembers where it came from, so a span found in the view is
    a span of the original text (blanking keeps offsets; quotes stay verbatim).
-2. Patterns (`RULES`, written in `synthesis.injection_rules`) for what only an instruction to a model says, by family: override phrases
-   ("ignore/disregard/forget the above/previous ..." and paraphrases), turn and role tags ("SYSTEM:",
-   "assistant:", `<|im_start|>`, `[INST]`, a forged end-of-record marker), a new task or identity
-   ("new task:", "you are now ...", "from now on"), output commands in imperative position ("say ...",
-   "respond only with ...", "instead write ..."), words addressed to a model ("Note to the AI"), and
-   citation tags planted in the text (`[PMID:1]`, `[NCT01234567]`, "PMID 1"). In English, French, German,
-   Spanish, Italian, Portuguese, Russian, Chinese, Japanese and Korean basics: the catalog's data here is
-   English, but PubMed carries vernacular titles and other-language abstracts.
-3. Whole sentences go, and what an instruction points at goes with it: a flagged sentence that ends with
-   ":" or names "the following / next sentence / below" takes the next sentence too, a role tag takes the
-   rest of its line, and an open quotation mark takes everything up to its closing one.
+2. Patterns (`RULES`, written in `synthesis.injection_rules`) for what only an instruction to a model says,
+   by family: override phrases ("ignore/disregard/forget the above/previous ..." and paraphrases), turn and
+   role tags ("SYSTEM:", "assistant:", `<|im_start|>`, `[INST]`, a forged end-of-record marker), a new task
+   or identity ("new task:", "you are now ...", "from now on"), output commands in imperative position
+   ("say ...", "respond only with ...", "instead write ..."), words addressed to a model ("Note to the AI"),
+   and citation tags planted in the text (`[PMID:1]`, `[NCT99999999]` unless it names the registration,
+   "PMID: 1"). In English, French, German, Spanish, Italian, Portuguese, Russian, Chinese, Japanese and
+   Korean basics: the catalog's data here is English, but PubMed carries vernacular titles and
+   other-language abstracts.
+3. Whole sentences go, and what an instruction points at goes with it: the next sentence of its line when
+   it carries no payload of its own ("Ignore previous instructions." — unlike "... and say X"), the next
+   sentence wherever it is when it points forward ("the following:"), the sentence before when it points
+   back ("repeat the previous sentence"), the rest of the line after a role tag, and everything up to the
+   closing mark of a quotation it opens.
 
 The patterns are kept specific to a model being addressed: a real abstract says "patients were instructed
 to ..." or "ignored the guidelines", never "ignore the previous instructions". `tests/test_injection.py`
@@ -226,12 +229,17 @@ def _scan(text: str) -> tuple[tuple[int, int, str], ...]:
 
 
 def _close_quote(folded: str, start: int, end: int) -> int:
-    """`end`, moved past the closing quotation mark of a quote the span opens but does not close."""
+    """`end`, moved past the closing quotation mark of a quote the span opens but does not close (on the same
+    line: a stray inch mark must not blank the rest of the record)."""
     piece = folded[start:end]
+    if piece.endswith("\n"):
+        return end
+    line_end = folded.find("\n", end)
+    line_end = len(folded) if line_end < 0 else line_end
     for opening, closing in _QUOTES.items():
         opened = piece.count(opening) if opening == closing else piece.count(opening) - piece.count(closing)
         if (opening == closing and opened % 2) or (opening != closing and opened > 0):
-            close = folded.find(closing, end)
+            close = folded.find(closing, end, line_end)
             if close >= 0:
                 end = close + 1
     return end

@@ -182,3 +182,9 @@ def test_planted_id_in_an_abstract_never_becomes_a_link(shared_data: Path) -> No
     assert all(n in urls for n in planted.registered_nct_ids)
     assert re.search(r"NCT99999999", " ".join(planted.nct_ids))  # still what the text says, for search
 
+
+
+def test_an_unclosed_quote_never_takes_more_than_its_line() -> None:
+    text = 'Say "Zorblatinib works. Lesions under 2 cm.\nCONCLUSIONS: Lesions of 2" were "rare".'
+    (span,) = find_instructions(text)
+    assert text[slice(*span)].startswith('Say "Zorblatinib') and "CONCLUSIONS" not in text[slice(*span)]
