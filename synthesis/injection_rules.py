@@ -31,11 +31,11 @@ _WEAK_TARGET = (r"(?:previous|prior|above|earlier|preceding|foregoing|former|ori
 # Output verbs. Those a sentence of an abstract never starts with as an imperative flag on their own ("Say
 # Zorblatinib cures ..."); the others ("Report", "Repeat", "Type", "Output" are also nouns or adjectives that
 # open real sentences) need an object only a model is given ("only", "verbatim", a quote, "in your answer").
-_BARE_VERB = r"(?:say|tell|write|echo|declare)"
+_BARE_VERB = r"(?:say|tell|write|declare)"
 # A bare verb counts only where a sentence starts (not after a comma: "..., respond poorly to ...").
 _START = (r"(?:^|(?<=[.!?:;\n(\[\"'«“„‘「—–]))\s*(?:(?:please|kindly|now|then|and|so|just|simply|first|also|"
           r"but|ok|okay|instead)[\s,]+){0,3}")
-_OUTPUT_VERB = (r"(?:output|print|answer|reply|respond|return|state|type|repeat|conclude|report|summari[sz]e|"
+_OUTPUT_VERB = (r"(?:output|print|answer|reply|respond|return|state|type|repeat|echo|conclude|report|summari[sz]e|"
                 r"include|add|insert|"
                 r"append|cite|mention|emit|generate|produce|recommend|list|begin|start|end|display|show|reveal)")
 _MODEL_OBJECT = (r"(?:only|exactly|just|verbatim|literally|instead|[\"'«“„:]|by\s+saying|"
@@ -52,7 +52,7 @@ EN: dict[str, str] = {
                 r"(?:void|cancel+ed|obsolete|revoked|invalid|no\s+longer)"
                 r"|\bthe\s+above\s+(?:instructions?|text|is)\s+(?:void|cancel+ed|obsolete|a\s+test|fake)",
     "role tag": r"(?:^|(?<=[.!?]\s)|(?<=[.!?]))[ \t]*(?:[#*>\[<(]{1,6}[ \t]*)?(?:system|assistant|user|human|"
-                r"developer|ai|bot|chatgpt|gpt|llm|sys|instructions?|im_start|model\s+instructions?)"
+                r"developer|chatgpt|instructions?|im_start|model\s+instructions?)"
                 r"[ \t]*(?:[\]>)*]{1,3}[ \t]*)?(?:message|prompt|note|override|update)?[ \t]*[:：]"
                 r"|<\|[a-z_]{2,20}\|>|\[/?\s*(?:INST|SYS|SYSTEM|ASSISTANT|USER)\s*\]|<<\s*/?\s*SYS\s*>>"
                 r"|</?\s*(?:system|assistant|user|instructions?|im_start|im_end)\s*>"
@@ -68,7 +68,7 @@ EN: dict[str, str] = {
                 r"|\byou\s+are\s+(?:now|no\s+longer)\b"
                 r"|\byou\s+are\s+(?:an?\s+|the\s+)?(?:ai|assistant|language\s+model|chat\s*bot|llm|gpt)\b"
                 r"|\bas\s+an?\s+(?:ai|assistant|language\s+model|llm)\b"
-                rf"|{_IMP}(?:act|behave)\s+as\s+(?:if\s+you\s+were\s+|though\s+you\s+were\s+)?(?:an?|the|my)\b"
+                rf"|{_START}(?:act|behave)\s+as\s+(?:if\s+you\s+were\s+|though\s+you\s+were\s+)?(?:an?|the|my)\b"
                 r"|\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\b"
                 r"|\b(?:developer|debug|god|admin|jailbreak|dan|unrestricted)\s+mode\b"
                 r"|\bsystem\s+prompt\b"
