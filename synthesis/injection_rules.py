@@ -32,8 +32,10 @@ _WEAK_TARGET = (r"(?:previous|prior|above|earlier|preceding|foregoing|former|ori
 # Zorblatinib cures ..."); the others ("Report", "Repeat", "Type", "Output" are also nouns or adjectives that
 # open real sentences) need an object only a model is given ("only", "verbatim", a quote, "in your answer").
 _BARE_VERB = r"(?:say|tell|write|declare)"
-# A bare verb counts only where a sentence starts (not after a comma: "..., respond poorly to ...").
-_START = (r"(?:^|(?<=[.!?:;\n(\[\"'«“„‘「—–]))\s*(?:(?:please|kindly|now|then|and|so|just|simply|first|also|"
+# A bare verb counts only where a sentence starts: not after a comma ("..., respond poorly to ..."), a semicolon
+# ("Steps: Wear gloves; Write patient's name"), a bracket ("(write the author's name)") or a quotation mark
+# ("a “write in” format"), as real full-text articles write.
+_START = (r"(?:^|(?<=[.!?:\n—–]))\s*(?:(?:please|kindly|now|then|and|so|just|simply|first|also|"
           r"but|ok|okay|instead)[\s,]+){0,3}")
 _OUTPUT_VERB = (r"(?:output|print|answer|reply|respond|return|state|type|repeat|echo|conclude|report|summari[sz]e|"
                 r"include|add|insert|"
@@ -72,7 +74,8 @@ EN: dict[str, str] = {
                 r"|\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\b"
                 r"|\b(?:developer|debug|god|admin|jailbreak|dan|unrestricted)\s+mode\b"
                 r"|\bsystem\s+prompt\b"
-                r"|\b(?:reveal|print|show|repeat|output|leak)\s+(?:your|the)\s+(?:system\s+)?(?:prompt|instructions)",
+                r"|\b(?:reveal|print|show|repeat|output|leak)\s+(?:your\s+(?:system\s+)?(?:prompt|instructions)|"
+                r"the\s+system\s+prompt)",
     "output command": rf"{_START}{_BARE_VERB}\b|{_IMP}{_OUTPUT_VERB}\s+(?:\w+\s+)?{_MODEL_OBJECT}"
                       r"|\binstead\s*[,:]?\s+(?:\w+\s+)?(?:write|say|output|state|answer|conclude|report|claim|print|"
                       r"respond|reply|tell|summari[sz]e|recommend)\b"

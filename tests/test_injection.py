@@ -188,3 +188,21 @@ def test_an_unclosed_quote_never_takes_more_than_its_line() -> None:
     text = 'Say "Zorblatinib works. Lesions under 2 cm.\nCONCLUSIONS: Lesions of 2" were "rare".'
     (span,) = find_instructions(text)
     assert text[slice(*span)].startswith('Say "Zorblatinib') and "CONCLUSIONS" not in text[slice(*span)]
+
+
+@pytest.mark.slow
+def test_full_text_articles_are_not_flagged(shared_data: Path) -> None:
+    """The 822 evidence-inference full texts (22 M characters of methods, results, glossaries, protocols): the
+    harder test, since full texts quote instructions given to people ("Say the word ..."). No instruction flag;
+    at most the odd bracketed registry id outside a title line is withheld as a citation tag."""
+    import gzip
+
+    flags = []
+    path = shared_data / "eval" / "evidence-inference" / "fulltext_v2_annotated_docs.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as rows:
+        for line in rows:
+            row = json.loads(line)
+            text = " ".join(str(v) for v in row.values() if isinstance(v, str))
+            flags += [(row.get("pmcid"), family, text[s:e][:120]) for (s, e), family in explain(text)]
+    assert [f for f in flags if f[1] != "planted citation"] == []
+    assert len(flags) <= 2, flags
