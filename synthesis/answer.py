@@ -56,7 +56,6 @@ from ingest.errors import RecordNotFound
 from ingest.records.article import Article
 from ingest.records.trial import Trial
 from synthesis.citations import (
-    best_quote,
     citation_ids,
     citation_tag,
     content_terms,
@@ -64,9 +63,10 @@ from synthesis.citations import (
     split_sentences,
     with_citations,
 )
+from synthesis.injection import blank_spans, clean_passage, find_instructions, redact
 from synthesis.llm.base import LLM, LLMError
-from synthesis.prompts import blank_spans, find_instructions
 from synthesis.prompts_qa import ANSWER_V1, answer_messages, answer_schema
+from synthesis.quotes import best_quote
 from synthesis.replies import cited_sentences, parse_reply
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class Candidate:
     evidence: float
     score: float = 0.0
     quote: str = ""
+    result_sentences: list[str] = field(default_factory=list)  # the findings models', verbatim: preferred support
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -199,9 +200,10 @@ def retrieve(question: str, searcher: Any, catalog: Any, filters: SearchFilter |
                         hit.record_id)
             continue
         text = record_text(record)  # type: ignore[arg-type]
-        passage = blank_spans(hit.passage, find_instructions(hit.passage))
-        title = getattr(record, "title", "") or hit.title
-        candidates.append(Candidate(hit.record_id, title, text, find_instructions(text), passage, hit.rank,
+        planted = find_instructions(text)
+        passage = clean_passage(hit.passage, text, planted)
+        title = redact(getattr(record, "title", "") or hit.title)  # shown to the model and to the reader
+        candidates.append(Candidate(hit.record_id, title, text, planted, passage, hit.rank,
                                     dense.get(hit.record_id, floor), 0.0, evidence_prior(hit.payload),
                                     payload=hit.payload))
     _score(question, candidates)
@@ -293,7 +295,8 @@ def answer(question: str, searcher: Any, catalog: Any, llm: LLM | None, *, filte
     # A failing sentence becomes a quote only from a record that shares the question's words: a weak
     # model may cite an off-topic record, whose quote would answer nothing.
     quotes = {c.record_id: c.quote for c in shown if c.quote and supports(c)}
-    enforced = enforce(sentences, sources, quotes)
+    enforced = enforce(sentences, sources, quotes, evidence={c.record_id: c.result_sentences for c in shown
+                                                      if c.result_sentences})
     details = [s.as_dict() for s in enforced.sentences]
     if enforced.text.strip() and citation_ids(enforced.text):
         result = done(enforced.text, citation_ids(enforced.text), False, "llm", enforced.dropped, enforced.replaced,
@@ -310,7 +313,8 @@ def answer(question: str, searcher: Any, catalog: Any, llm: LLM | None, *, filte
 
 def evidence_quote(question: str, cand: Candidate, models: Any) -> str | None:
     """The record's result sentence that best matches the question (the findings models' reader), verbatim and
-    outside planted passages; None when the record has no result sentence on the question's terms."""
+    outside planted passages; None when the record has no result sentence on the question's terms. Every result
+    sentence goes to `cand.result_sentences`: the preferred support of a generated sentence citing the record."""
     from synthesis.text import sentences_of
 
     text = cand.checked_text
@@ -318,13 +322,15 @@ def evidence_quote(question: str, cand: Candidate, models: Any) -> str | None:
     terms = question_terms(question)
     best, best_score = None, 0.0
     for r in reading.sentences:
-        if r.result_probability < 0.5 or text[r.sentence.start:r.sentence.end] != r.sentence.text:
+        if r.result_probability < 0.5 or text[r.sentence.start:r.sentence.end] != r.sentence.text or \
+                any(s < r.sentence.end and r.sentence.start < e for s, e in cand.planted):
             continue
+        cand.result_sentences.append(r.sentence.text)
         shared = content_terms(r.sentence.text) & terms
         if not shared:
             continue
         score = r.result_probability + len(shared) / max(1, len(terms))
-        if score > best_score and not any(s < r.sentence.end and r.sentence.start < e for s, e in cand.planted):
+        if score > best_score:
             best, best_score = r.sentence.text, score
     return best
 

@@ -65,7 +65,7 @@ from urllib.parse import quote as url_quote
 from ingest.catalog import Catalog
 from ingest.records.article import Article
 from ingest.records.trial import Trial
-from synthesis.citations import best_quote, citation_ids, citation_tag, enforce
+from synthesis.citations import citation_ids, citation_tag, enforce
 from synthesis.digest_items import (
     BADGE_MIN_CONFIDENCE,
     DIRECTION_BADGES,
@@ -108,8 +108,10 @@ from synthesis.digest_select import (
 from synthesis.findings import Findings
 from synthesis.findings_models.runtime import FindingsModels
 from synthesis.grading import LADDER, RANK
+from synthesis.injection import clean_text, redact
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts import BEGIN_MARKER, END_MARKER, Prompt
+from synthesis.quotes import best_quote
 from synthesis.replies import cited_sentences, parse_reply, sentences_schema
 from synthesis.verify import find_quote
 
@@ -187,7 +189,9 @@ def novelty(c: Candidate, period_end: dt.date) -> tuple[float, str]:
 
 
 def links(record: Article | Trial) -> list[dict[str, str]]:
-    """PubMed, DOI, PMC and ClinicalTrials.gov links, https only, identifiers URL-quoted."""
+    """PubMed, DOI, PMC and ClinicalTrials.gov links, https only, identifiers URL-quoted. Registry links come
+    from the record's structured fields only (PubMed's data-bank list, CT.gov's references), never from an
+    id written in the title or abstract: text can plant any id."""
     out: list[dict[str, str]] = []
     if isinstance(record, Article):
         out.append({"label": "PubMed", "url": record_url(record.record_id)})
@@ -196,7 +200,7 @@ def links(record: Article | Trial) -> list[dict[str, str]]:
         if record.pmcid:
             out.append({"label": "PMC",
                         "url": f"https://pmc.ncbi.nlm.nih.gov/articles/{url_quote(record.pmcid, safe='')}/"})
-        for nct in record.nct_ids[:3]:
+        for nct in record.registered_nct_ids[:3]:
             out.append({"label": f"ClinicalTrials.gov {nct}", "url": ctgov_url(nct)})
     else:
         out.append({"label": "ClinicalTrials.gov", "url": ctgov_url(record.nct_id)})
@@ -224,7 +228,7 @@ def citation_line(record: Article | Trial, *, with_title: bool = True) -> str:
         updated = record.last_update_posted.iso() if record.last_update_posted else None
         dates = "; ".join(p for p in (f"first posted {posted}" if posted else "",
                                       f"last updated {updated}" if updated else "") if p)
-        title = f"{_sentence(record.title or record.nct_id)}{acronym} " if with_title else \
+        title = f"{_sentence(redact(record.title) or record.nct_id)}{acronym} " if with_title else \
             (f"{record.acronym}. " if record.acronym else "")
         return (f"{sponsor}{title}ClinicalTrials.gov {record.nct_id}. "
                 f"{status_words(record.overall_status).capitalize()}{'; ' + dates if dates else ''}.")
@@ -241,7 +245,7 @@ def citation_line(record: Article | Trial, *, with_title: bool = True) -> str:
                 source += f"({record.journal.issue})"
         if record.pagination:
             source += f":{record.pagination}"
-    title = _sentence(record.title or record.book_title or f"PMID {record.pmid}") if with_title else ""
+    title = _sentence(redact(record.title or record.book_title or "") or f"PMID {record.pmid}") if with_title else ""
     parts = [f"{authors}." if authors else "", title,
              f"{source}." if source else "", f"doi:{record.doi}." if record.doi else "", f"PMID: {record.pmid}."]
     return " ".join(p for p in parts if p)
@@ -280,10 +284,12 @@ dropped), so digests fell back to quotes."""
 def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[str, str],
              quotes: Mapping[str, str], llm: LLM | None, *, max_items: int = 5, max_tokens: int = 220,
              findings: Mapping[str, Findings | None] | None = None,
-             designs: Sequence[tuple[str, str]] = ()) -> Overview:
+             designs: Sequence[tuple[str, str]] = (),
+             evidence: Mapping[str, Sequence[str]] | None = None) -> Overview:
     """An LLM paragraph whose every sentence is checked (citations.enforce); without a model, or when nothing
     it wrote survives the checks, the extractive overview (`synthesis.digest_overview`) or none.
-    `findings` (record id -> findings) and `designs` (design, evidence kind of every matched record) feed it."""
+    `findings` (record id -> findings) and `designs` (design, evidence kind of every matched record) feed it;
+    `evidence` (the findings models' result sentences) is the preferred support of a generated sentence."""
     shown = list(items[:max_items])
 
     def extractive() -> Overview:
@@ -305,7 +311,7 @@ def overview(topic_name: str, items: Sequence[dict[str, Any]], sources: Mapping[
         allowed = {item["record_id"] for item in shown}
         data = parse_reply(reply.text, "sentences")  # None: no JSON, the reply is prose with inline citations
         written = reply.text.strip() if data is None else cited_sentences(data, "sentences")
-        result = enforce(written, {rid: sources[rid] for rid in allowed}, quotes)
+        result = enforce(written, {rid: sources[rid] for rid in allowed}, quotes, evidence=evidence)
         # Stricter than enforce: in a digest an overview sentence must cite (an uncited "connective"
         # is usually a fragment the model was cut off in, or filler), so those are dropped too.
         kept: list[str] = []
@@ -359,7 +365,7 @@ def alerts_for(catalog: Catalog, record_ids: Iterable[str]) -> list[dict[str, An
             continue
         notices = catalog.get(row["id"])["retraction_notices"] if reason == "retracted" else []
         notices = [n for n in notices if catalog.exists(n)]
-        out.append({"record_id": row["id"], "tag": citation_tag(row["id"]), "title": record.title,
+        out.append({"record_id": row["id"], "tag": citation_tag(row["id"]), "title": redact(record.title),
                     "reason": reason, "citation": citation_line(record), "links": links(record),
                     "notices": [{"record_id": n, "url": record_url(n)} for n in notices]})
     return out
@@ -425,6 +431,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
               "registry_sentences_dropped": 0}
     quotes: dict[str, str] = {}
     sources: dict[str, str] = {}
+    evidence: dict[str, list[str]] = {}
     findings: dict[str, Findings | None] = {}
     designs: dict[int, list[tuple[str, str]]] = {}  # topic -> (design, evidence kind) of every listed record
     for rid, (rel, ti_index) in best.items():
@@ -443,7 +450,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
         if isinstance(c.record, Trial):
             key, failed = trial_key_finding(c, query)
             counts["registry_sentences_dropped"] += failed
-            quote = best_quote(query, c.record.text)
+            quote = best_quote(query, clean_text(c.record.text))
         else:
             key = article_key_finding(c.record, result.findings if result is not None else None, query)
             quote = key.text if key else ""
@@ -453,9 +460,11 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
         designs.setdefault(ti_index, []).append((g.design, label.kind))
         if quote and find_quote(quote, sources[rid]) is not None:
             quotes[rid] = quote
+            if key is not None and key.evidence:
+                evidence[rid] = [quote]
         item = {
             "record_id": rid, "tag": citation_tag(rid), "kind": c.kind, "reason": c.reason, "novelty_reason": why_new,
-            "title": c.record.title or rid, "citation": citation_line(c.record),
+            "title": redact(c.record.title) or rid, "citation": citation_line(c.record),
             "source": citation_line(c.record, with_title=False), "links": links(c.record),
             "design": g.design, "badge": design_badge(g), "level": g.level, "level_rank": g.rank,
             "grade_label": g.label, "grade_reason": grade_line(g), "evidence": label.as_dict(),
@@ -495,7 +504,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
             continue
         ov = overview(ti.topic.name, items, sources, quotes, llm if config.overview else None,
                       max_items=config.overview_items, max_tokens=config.overview_max_tokens, findings=findings,
-                      designs=designs.get(ti_index, []))
+                      designs=designs.get(ti_index, []), evidence=evidence)
         totals["overview_sentences"] += ov.sentences
         totals["replaced"] += ov.replaced
         totals["dropped"] += ov.dropped

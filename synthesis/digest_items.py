@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from ingest.records.article import Article
 from ingest.records.trial import Trial
 from synthesis import readers
-from synthesis.citations import best_quote, check_sentence, citation_tag
+from synthesis.citations import check_sentence, citation_tag
 from synthesis.findings import key_outcome
 from synthesis.grading import Grade
+from synthesis.injection import clean_text
+from synthesis.quotes import best_quote
 from synthesis.verify import find_quote
 
 if TYPE_CHECKING:
@@ -97,10 +99,16 @@ def registry_text(trial: Trial, changes: Sequence[dict[str, Any]] = ()) -> str:
 
 
 def source_text(record: Article | Trial, changes: Sequence[dict[str, Any]] = ()) -> str:
-    """The text a sentence citing `record` is checked against (title + abstract; a trial's text + registry)."""
+    """The text a sentence citing `record` is checked against and quoted from (title + abstract; a trial's text +
+    registry), with the passages addressed to a model blanked (`synthesis.injection`)."""
     if isinstance(record, Trial):
-        return f"{record.text}\n{registry_text(record, changes)}"
-    return readers.record_text(record)
+        return clean_text(f"{record.text}\n{registry_text(record, changes)}")
+    return clean_text(readers.record_text(record))
+
+
+def _field(text: str | None) -> str:
+    """A registry field put into a sentence: one line, and nothing of it when it addresses a model."""
+    return " ".join(clean_text(text or "").split())
 
 
 
@@ -116,6 +124,7 @@ class KeyFinding:
     direction: str | None = None  # the findings models' direction of the result sentence, when it is one
     confidence: float | None = None
     outcome: str | None = None
+    evidence: bool = False  # the findings models' result sentence: the preferred support of an overview sentence
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "kind": self.kind, "verified": self.verified}
@@ -142,14 +151,15 @@ def _short_quote(quote: str, query: str) -> str:
 
 def article_key_finding(article: Article, findings: Any, query: str) -> KeyFinding | None:
     """The primary comparison's result sentence with its direction (the findings models'), else the authors'
-    conclusion verbatim, else the abstract sentence that best matches the topic."""
-    text = readers.record_text(article)
+    conclusion verbatim, else the abstract sentence that best matches the topic; all from the clean text."""
+    text = source_text(article)
     result = key_outcome(findings) if findings is not None else None
     if result is not None and result.quote and result.source in ("model", "rules+model") and \
             find_quote(result.quote, text) is not None:
         sure = (result.confidence or 0.0) >= BADGE_MIN_CONFIDENCE  # below it: the sentence without a badge
         return KeyFinding(_short_quote(result.quote, query), "quote", direction=result.direction if sure else None,
-                          confidence=result.confidence if sure else None, outcome=result.name if sure else None)
+                          confidence=result.confidence if sure else None, outcome=result.name if sure else None,
+                          evidence=True)
     conclusion = getattr(findings, "conclusion", None)
     if conclusion:
         quote = _short_quote(conclusion, query)
@@ -170,14 +180,15 @@ def trial_sentences(trial: Trial, reason: str, changes: Sequence[dict[str, Any]]
         if status:
             sentence = (f"Status changed from {status_words(status.get('before'))} to "
                         f"{status_words(status.get('after'))}.")
-            if trial.why_stopped and status.get("after") in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
-                sentence = sentence[:-1] + f"; why stopped: {' '.join(trial.why_stopped.split())}."
+            if _field(trial.why_stopped) and status.get("after") in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
+                sentence = sentence[:-1] + f"; why stopped: {_field(trial.why_stopped)}."
             out.append(sentence)
         if "has_results" in fields_changed or "results_first_posted" in fields_changed:
             posted = trial.results_first_posted.iso() if trial.results_first_posted else None
             out.append(f"Results posted on ClinicalTrials.gov{f' ({posted})' if posted else ''}.")
-        if "primary_outcomes" in fields_changed and trial.primary_outcomes:
-            out.append(f"Primary outcome changed; now: {' '.join(trial.primary_outcomes[0].measure.split())}.")
+        if "primary_outcomes" in fields_changed and trial.primary_outcomes and \
+                _field(trial.primary_outcomes[0].measure):
+            out.append(f"Primary outcome changed; now: {_field(trial.primary_outcomes[0].measure)}.")
         return out
     what = " ".join(p for p in (phase_words(trial.phases),
                                 "randomised" if (trial.design.allocation or "").upper() == "RANDOMIZED" else "",
@@ -186,8 +197,8 @@ def trial_sentences(trial: Trial, reason: str, changes: Sequence[dict[str, Any]]
     facts = [f"{what[0].upper()}{what[1:]}, {status_words(trial.overall_status)}"]
     if trial.design.enrollment_count is not None:
         facts.append(f"enrolment {trial.design.enrollment_count} participants")
-    if trial.primary_outcomes:
-        facts.append(f"primary outcome: {' '.join(trial.primary_outcomes[0].measure.split())}")
+    if trial.primary_outcomes and _field(trial.primary_outcomes[0].measure):
+        facts.append(f"primary outcome: {_field(trial.primary_outcomes[0].measure)}")
     out.append("; ".join(facts) + ".")
     return out
 
@@ -206,7 +217,7 @@ def trial_key_finding(c: Candidate, query: str) -> tuple[KeyFinding | None, int]
             log.info("registry sentence for %s failed its check and was left out: %r", c.record_id, sentence)
     if kept:
         return KeyFinding(" ".join(kept), "generated"), failed
-    quote = best_quote(query, trial.text)
+    quote = best_quote(query, clean_text(trial.text))
     return (KeyFinding(_short_quote(quote, query), "quote") if quote else None), failed
 
 

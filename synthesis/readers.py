@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.records.article import Article
+from ingest.records.common import find_nct_ids
 from ingest.records.trial import Trial
 from synthesis.design_classifier import DesignPrediction, predict_design
 from synthesis.findings import Blinding, Outcome, OutcomeKind, Population, Quote, Source
@@ -359,8 +360,9 @@ def stopped_early(text: str) -> Span | None:
 
 
 def registrations(article: Article, text: str) -> list[str]:
-    """Trial registry ids: the article's NCT ids (data bank first) and other registries named in the text."""
-    found = list(article.nct_ids)
+    """Trial registry ids: the article's data-bank NCT ids, then the ids named in `text` (the clean text: an id
+    in a passage addressed to a model is planted, not a registration)."""
+    found = list(article.registered_nct_ids) + find_nct_ids(text)
     found += [re.sub(r"\s+", " ", m.group(0)) for m in _REGISTRY_ID.finditer(text)]
     return list(dict.fromkeys(i[:40] for i in found))[:20]
 

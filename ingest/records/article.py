@@ -145,13 +145,17 @@ class Article(Model):
         return "\n".join(f"{s.label}: {s.text}" if s.label else s.text for s in self.abstract)
 
     @property
-    def nct_ids(self) -> list[str]:
-        """Registered trials this article reports: data-bank entries first, then NCT ids in the text."""
+    def registered_nct_ids(self) -> list[str]:
+        """NCT ids from PubMed's data-bank list alone: structured, so safe to link (text can plant any id)."""
         banked = [acc.upper().replace(" ", "") for bank in self.databanks
                   if bank.name.lower().replace(" ", "") in {"clinicaltrials.gov", "clinicaltrials"}
                   for acc in bank.accession_numbers]
-        from_text = find_nct_ids(self.title, self.abstract_text)
-        return list(dict.fromkeys([a for a in banked if a.startswith("NCT")] + from_text))
+        return list(dict.fromkeys(a for a in banked if a.startswith("NCT")))
+
+    @property
+    def nct_ids(self) -> list[str]:
+        """Registered trials this article reports: data-bank entries first, then NCT ids in the text."""
+        return list(dict.fromkeys(self.registered_nct_ids + find_nct_ids(self.title, self.abstract_text)))
 
     @property
     def retracted(self) -> bool:
