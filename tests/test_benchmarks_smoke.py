@@ -65,3 +65,10 @@ def test_cold_start(tmp_path: Path) -> None:
     assert result["results"]["sparse-no-rerank"]["ratio_to_python"] > 0
     assert result["results"]["help"]["imports"]["sqlalchemy"] is False
     assert result["results"]["sparse-no-rerank"]["imports"]["torch"] is False
+
+
+@pytest.mark.slow  # builds an index and starts a real `oncolit serve`
+def test_served_cli(tmp_path: Path) -> None:
+    result = run_benchmark("served_cli", tmp_path / "r.json", "--runs", "1")
+    assert set(result["results"]) == {"pass", "sparse", "sparse@server", "hybrid", "hybrid@server"}
+    assert result["serve_to_first_search_s"] > 0 and result["owner_file_left_after_exit"] is False
