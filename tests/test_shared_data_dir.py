@@ -175,6 +175,11 @@ def test_serve_its_scheduled_ingest_and_sync_and_cli_commands_share_one_data_dir
             answered = json.loads(_ok(_cli("ask", "Does BRAF inhibition help melanoma?", "--backend", "none",
                                            "--json", env=env)))
             via_server = json.loads(_ok(_cli("search", "melanoma", "--limit", "5", "--json", env=env)))
+            import httpx  # the /local routes take the owner file's token (or an admin key), nothing else
+
+            for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+                refused = httpx.post(f"{owner.url}/local/index/sync", json={"full": True}, headers=headers)
+                assert refused.status_code == 401, refused.text
             # A command that does not go through the server waits for the writer, naming it, then stops clearly.
             held = _cli("index", "verify", env={**env, "ONCOLIT_INDEX__WAIT_SECONDS": "1"})
             assert held.returncode == 1 and "WAL" not in held.stderr
