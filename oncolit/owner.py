@@ -214,7 +214,7 @@ def _acquire(settings: Settings, path: Path, key: str, wait: float, notify: Call
             holder = _holder(fd, settings)
             if time.monotonic() >= deadline:
                 os.close(fd)
-                hint = (" (search, ask, index sync and schedule run-once use the server by themselves)"
+                hint = (" (search, ask, index sync|rebuild|verify and schedule run-once use the server by themselves)"
                         if holder.startswith("`oncolit serve`") else "")
                 raise IndexBusy(f"the index {settings.index_dir} is still held by {holder} after {wait:.0f}s: "
                                 f"wait for it to finish or stop it, then run this again{hint}") from None

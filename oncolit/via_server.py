@@ -2,9 +2,9 @@
 runs to answer them, and the client.
 
 Why it exists: while a server holds the embedded index no other process may open it (`oncolit.owner`), so
-`oncolit search`, `ask`, `index sync|rebuild` and `schedule run-once` send their work to the server's
+`oncolit search`, `ask`, `index sync|rebuild|verify` and `schedule run-once` send their work to the server's
 `/local/...` routes (`oncolit.api_routes.local`) with the loopback token from the owner file. The same
-request object and the same payload function (`search_payload`, `ask_payload`) serve both paths, so a
+request object and the same payload function (`search_payload`, `ask_payload`, `verify_payload`) serve both paths, so a
 command's `--json` has one shape whether it ran here or in the server.
 """
 
@@ -81,6 +81,12 @@ class SyncRequest(BaseModel):
     full: bool = False
 
 
+class VerifyRequest(BaseModel):
+    """`oncolit index verify [--repair]` (POST /local/index/verify)."""
+
+    repair: bool = False
+
+
 class JobRequest(BaseModel):
     """`oncolit schedule run-once`, or a job of a `schedule run` beside the server (POST /local/jobs/run):
     one saved search's chain. `wait`: seconds to wait for a running ingest (0: skip when one runs)."""
@@ -106,6 +112,21 @@ def ask_payload(res: Resources, req: AskRequest) -> dict[str, Any]:
     result = answer(req.question, res.searcher, res.catalog, llm, filters=req.search_filter(), limit=req.limit,
                     models=res.findings_models, answerer=res.answer_model)
     return result.as_dict()
+
+
+def verify_payload(catalog: Any, handle: Any, req: VerifyRequest) -> dict[str, Any]:
+    """What `oncolit index verify --json` prints: the check, and with `repair` (when it found something) what the
+    repair did and the check after it."""
+    from index.verify import repair, verify
+    from ingest.curation import Curation
+
+    is_excluded = Curation(catalog).exclusions().__contains__
+    found = verify(catalog, handle, is_excluded=is_excluded)
+    data: dict[str, Any] = found.as_dict()
+    if req.repair and not found.ok:
+        data["repair"] = repair(catalog, handle, found, is_excluded=is_excluded).as_dict()
+        data["after_repair"] = verify(catalog, handle, is_excluded=is_excluded).as_dict()
+    return data
 
 
 def serving_owner(settings: Settings) -> ServerOwner | None:

@@ -87,3 +87,10 @@ def test_catalog_backends(shared_data: Path, tmp_path: Path) -> None:
                            "--repeat", "1")
     assert result["records"] == 200 and set(result["results"]) == {"sqlite", "postgresql"}
     assert result["ratio_pg_to_sqlite"]["ingest_s"] > 0 and result["results"]["postgresql"]["digest_first_s"] > 0
+
+
+@pytest.mark.slow  # builds an index and starts a real `oncolit serve`
+def test_served_cli(tmp_path: Path) -> None:
+    result = run_benchmark("served_cli", tmp_path / "r.json", "--runs", "1")
+    assert set(result["results"]) == {"pass", "sparse", "sparse@server", "hybrid", "hybrid@server"}
+    assert result["serve_to_first_search_s"] > 0 and result["owner_file_left_after_exit"] is False

@@ -175,17 +175,27 @@ def test_serve_its_scheduled_ingest_and_sync_and_cli_commands_share_one_data_dir
             answered = json.loads(_ok(_cli("ask", "Does BRAF inhibition help melanoma?", "--backend", "none",
                                            "--json", env=env)))
             via_server = json.loads(_ok(_cli("search", "melanoma", "--limit", "5", "--json", env=env)))
-            # A command that does not go through the server waits for the writer, naming it, then stops clearly.
-            held = _cli("index", "verify", env={**env, "ONCOLIT_INDEX__WAIT_SECONDS": "1"})
-            assert held.returncode == 1 and "WAL" not in held.stderr
-            assert f"index is held by `oncolit serve` pid {server.pid} at http://127.0.0.1:{port}" in held.stderr
+            import httpx  # the /local routes take the owner file's token (or an admin key), nothing else
+
+            for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+                refused = httpx.post(f"{owner.url}/local/index/sync", json={"full": True}, headers=headers)
+                assert refused.status_code == 401, refused.text
+            checked = json.loads(_ok(_cli("index", "verify", "--json", env=env)))  # through the server too
+            assert checked["ok"] and checked["records_checked"] > first["records_indexed"]
+            # Whatever opens the index itself waits for the writer, naming it, then stops clearly.
+            said: list[str] = []
+            with pytest.raises(IndexBusy, match=rf"still held by `oncolit serve` pid {server.pid} at {owner.url}"):
+                with hold_index(settings, wait=0.5, notify=said.append):
+                    pass
+            assert said == [f"index is held by `oncolit serve` pid {server.pid} at {owner.url}; waiting… "
+                            "(Ctrl-C to stop)"]
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
             log.close()
         served = (isolated_env.parent / "serve.log").read_text()
         assert served.count("POST /local/search") >= searches + 1 and "POST /local/index/sync" in served
-        assert "POST /local/ask" in served
+        assert "POST /local/ask" in served and "POST /local/index/verify" in served
         assert not owner_path(settings).exists()
 
         # Without the server: the same commands, the same JSON, and nothing was lost.

@@ -3,6 +3,7 @@
     POST /local/search       `oncolit search --json`, exactly
     POST /local/ask          `oncolit ask --json`, exactly
     POST /local/index/sync   `oncolit index sync|rebuild --json`, run on the server's own index
+    POST /local/index/verify `oncolit index verify [--repair] --json`, on the server's own index
     POST /local/jobs/run     one saved search's chain (`oncolit schedule run-once`), run in this process
 
 Why: the embedded index has one writer (`oncolit.owner`); the server holds it, so the commands ask the server
@@ -34,7 +35,16 @@ from oncolit.api_routes.deps import in_worker, resources
 from oncolit.owner import ServerOwner, serving_locally
 from oncolit.resources import Resources
 from oncolit.settings import Settings
-from oncolit.via_server import AskRequest, JobRequest, SearchRequest, SyncRequest, ask_payload, search_payload
+from oncolit.via_server import (
+    AskRequest,
+    JobRequest,
+    SearchRequest,
+    SyncRequest,
+    VerifyRequest,
+    ask_payload,
+    search_payload,
+    verify_payload,
+)
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -83,6 +93,12 @@ async def local_sync(body: SyncRequest, request: Request) -> dict[str, Any]:
     res = resources(request)
     return await in_worker(request, jobs.sync_index, res.settings, res.catalog, res.index, full=body.full,
                            should_stop=jobs.STOP.is_set)
+
+
+@router.post("/index/verify", summary="Compare this server's index with the catalog (and repair it)")
+async def local_verify(body: VerifyRequest, request: Request) -> dict[str, Any]:
+    res = resources(request)
+    return await in_worker(request, verify_payload, res.catalog, res.index, body)
 
 
 @router.post("/jobs/run", summary="Run one saved search's chain (ingest + follow-on steps) in this server")

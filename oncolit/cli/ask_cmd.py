@@ -82,8 +82,8 @@ def serve(
     """Serve the HTTP API (POST /ask, GET /search, GET /records/{id}; docs at /docs).
 
     The server owns its data dir's index while it runs (<data dir>/server.json says so): `oncolit search`,
-    `ask`, `index sync` and `schedule run-once` on the same data dir go through it, and it runs the
-    scheduler unless --no-schedule.
+    `ask`, `index sync|rebuild|verify` and `schedule run-once` on the same data dir go through it, and it
+    runs the scheduler unless --no-schedule.
 
     Examples:
       oncolit serve

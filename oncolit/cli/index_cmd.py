@@ -65,23 +65,18 @@ def verify(repair: bool = typer.Option(False, "--repair", help="Re-sync missing 
       oncolit index verify --json
       oncolit index verify --repair
     """
-    from index.verify import repair as repair_index
-    from index.verify import verify as verify_index
-    from ingest.curation import Curation
+    from oncolit.via_server import VerifyRequest, call_server, verify_payload
     from oncolit.wiring import open_index
 
     settings = get_settings()
-    with open_catalog() as catalog, open_index(settings) as handle:
-        is_excluded = Curation(catalog).exclusions().__contains__
-        found = verify_index(catalog, handle, is_excluded=is_excluded)
-        data: dict[str, Any] = found.as_dict()
-        after = found
-        if repair and not found.ok:
-            data["repair"] = repair_index(catalog, handle, found, is_excluded=is_excluded).as_dict()
-            after = verify_index(catalog, handle, is_excluded=is_excluded)
-            data["after_repair"] = after.as_dict()
-    emit(data, as_json, _verify_text(found, after if repair else None))
-    if not after.ok:
+    request = VerifyRequest(repair=repair)
+    data = call_server(settings, "/local/index/verify", request)
+    if data is None:
+        with open_catalog() as catalog, open_index(settings) as handle:
+            data = verify_payload(catalog, handle, request)
+    after = data.get("after_repair", data)
+    emit(data, as_json, _verify_text(data))
+    if not after["ok"]:
         code = EXIT_PARTIAL if repair else EXIT_MISMATCH
         exit_with(code, "error: the index still differs from the catalog after --repair; try `oncolit index rebuild`"
                   if repair else "the index differs from the catalog; run `oncolit index verify --repair`")
@@ -108,21 +103,21 @@ def export_onnx(as_json: bool = JsonOpt) -> None:
     emit(data, as_json, "\n".join(f"{what}: {path} ({path.stat().st_size / 1e6:.0f} MB)" for what, path in paths.items()))
 
 
-def _verify_text(found: Any, after: Any) -> str:
-    lines = [f"{found.collection}: {found.records_checked} records, {found.points_checked} points checked"]
-    if found.ok:
+def _verify_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['collection']}: {d['records_checked']} records, {d['points_checked']} points checked"]
+    if d["ok"]:
         lines.append("index and catalog agree")
-    for rid in found.missing:
+    for rid in d["missing"]:
         lines.append(f"missing    {rid}: no points")
-    for m in found.mismatched:
-        lines.append(f"mismatched {m.record_id} v{m.version}: {m.absent_points} points absent, "
-                     f"{m.extra_points} extra")
-    for leak in found.leaked:
-        lines.append(f"leaked     {leak.record_id} ({leak.reason}): {leak.points} points")
-    if found.grading_stale:
-        lines.append(f"stale      designs and evidence levels are not those of grading {found.grading}")
-    if after is not None and not found.ok:
-        lines.append("repaired: index and catalog agree" if after.ok else "repair incomplete")
+    for m in d["mismatched"]:
+        lines.append(f"mismatched {m['record_id']} v{m['version']}: {m['absent_points']} points absent, "
+                     f"{m['extra_points']} extra")
+    for leak in d["leaked"]:
+        lines.append(f"leaked     {leak['record_id']} ({leak['reason']}): {leak['points']} points")
+    if d["grading_stale"]:
+        lines.append(f"stale      designs and evidence levels are not those of grading {d['grading']}")
+    if "after_repair" in d:
+        lines.append("repaired: index and catalog agree" if d["after_repair"]["ok"] else "repair incomplete")
     return "\n".join(lines)
 
 
