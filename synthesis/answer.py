@@ -53,8 +53,6 @@ from typing import Any
 from index.search import RecordHit
 from index.store import SearchFilter
 from ingest.errors import RecordNotFound
-from ingest.records.article import Article
-from ingest.records.trial import Trial
 from synthesis.citations import (
     citation_ids,
     citation_tag,
@@ -67,6 +65,7 @@ from synthesis.injection import blank_spans, clean_passage, find_instructions, r
 from synthesis.llm.base import LLM, LLMError
 from synthesis.prompts_qa import ANSWER_V1, answer_messages, answer_schema
 from synthesis.quotes import best_quote
+from synthesis.readers import record_text  # the one text the citation invariant checks against
 from synthesis.replies import cited_sentences, parse_reply
 
 log = logging.getLogger(__name__)
@@ -165,13 +164,6 @@ class Answer:
 
 def question_terms(question: str) -> set[str]:
     return content_terms(question) - _QUESTION_WORDS
-
-
-def record_text(record: Article | Trial) -> str:
-    """What an answer may cite from: an article's title and abstract, a trial's text fields."""
-    if isinstance(record, Trial):
-        return record.text
-    return "\n".join(part for part in (record.title, record.abstract_text) if part)
 
 
 def evidence_prior(payload: dict[str, Any]) -> float:

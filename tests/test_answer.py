@@ -24,12 +24,13 @@ from oncolit.cli import ask_cmd
 from oncolit.cli.common import get_settings
 from oncolit.settings import Settings
 from oncolit.wiring import make_embedder, open_index
-from synthesis.answer import Answer, answer, record_text
+from synthesis.answer import Answer, answer
 from synthesis.citations import check_sentence, citation_ids, split_sentences
 from synthesis.llm import ScriptedLLM, make_llm
 from synthesis.llm.registry import SMOLLM2, pull
 from synthesis.prompts import BEGIN_MARKER, END_MARKER
 from synthesis.prompts_qa import answer_messages
+from synthesis.readers import record_text
 from synthesis.verify import find_quote
 
 # Records that answer the hand-written questions below, and one trial.

@@ -14,9 +14,9 @@ from ingest.catalog.catalog import model_from_fields
 from oncolit.api import create_app
 from oncolit.settings import Settings
 from oncolit.wiring import make_embedder
-from synthesis.answer import record_text
 from synthesis.citations import citation_ids
 from synthesis.llm import make_llm
+from synthesis.readers import record_text
 from synthesis.verify import find_quote
 from tests.test_answer import ANSWER_KEYS, ANSWERABLE, NEJM, UNANSWERABLE, build_corpus
 

@@ -14,10 +14,10 @@ from ingest.errors import MalformedPayload
 from ingest.pubmed_xml import iter_pubmed_file
 from ingest.records.article import Article
 from ingest.records.trial import Trial
-from synthesis.answer import record_text
 from synthesis.citations import check_sentence, enforce
 from synthesis.injection import RULES, blank_spans, clean_passage, explain, find_instructions, fold, redact
 from synthesis.quotes import best_quote, quote_candidates
+from synthesis.readers import record_text
 
 BEFORE, AFTER = "Median survival was 11.0 months with trametinib.", "Toxicity was manageable."
 

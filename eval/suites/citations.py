@@ -57,7 +57,7 @@ class Auditor:
 
     def text(self, record_id: str) -> str | None:
         if record_id not in self._texts:
-            from synthesis.answer import record_text
+            from synthesis.readers import record_text
 
             self._texts[record_id] = record_text(self.catalog.get_record(record_id)) if self.catalog.exists(record_id) \
                 else None
