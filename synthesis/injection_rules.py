@@ -27,6 +27,7 @@ _STRONG_TARGET = (r"(?:instructions?|prompts?|system\s+(?:message|prompt)|direct
                   r"initial|preceding)\s+(?:rules|guidelines|directions|commands|orders|context|messages?|"
                   r"text|content|tasks?))")
 _WEAK_TARGET = (r"(?:previous|prior|above|earlier|preceding|foregoing|former|original|initial|everything|"
+                r"the\s+(?:abstract|record|document|article|text)\b|"
                 r"all\s+(?:of\s+)?(?:that|this|the\s+above)|what\s+(?:you\s+were|came|was|is)|the\s+rest)")
 # Output verbs. Those a sentence of an abstract never starts with as an imperative flag on their own ("Say
 # Zorblatinib cures ..."); the others ("Report", "Repeat", "Type", "Output" are also nouns or adjectives that
@@ -45,7 +46,11 @@ _MODEL_OBJECT = (r"(?:only|exactly|just|verbatim|literally|instead|[\"'«“„:
                  r"the\s+(?:word|phrase|claim|string|citation|following)|"
                  r"the\s+(?:previous|above|preceding|last|next)\s+(?:sentence|statement|claim|line)|"
                  r"your\s+(?:answer|response|reply|output|summary|system|prompt|instructions))")
-_STRONG_OBJECT = rf"(?:{_MODEL_OBJECT}|that\b|this\b|the\s+(?:text|sentence|message|answer)|back\b|with\b)"
+# Who a model is, when a record names it as the one to obey.
+_MODEL = (r"(?:assistant|ai(?:\s+model)?|language\s+model|llm|chatbot|chatgpt|gpt(?:-?\d)?|claude|gemini|copilot|"
+          r"summari[sz]er|bot)s?")
+_OBEY_VERB = (r"(?:say|tell|write|output|print|respond|reply|answer|state|claim|report|conclude|mention|include|cite|"
+              r"repeat|echo|list|return|begin|start|stop|ignore|forget|disregard|recommend)")
 
 EN: dict[str, str] = {
     "override": rf"\b{_OVERRIDE_VERB}\b(?:\s+\S+){{0,5}}?\s+{_STRONG_TARGET}\b"
@@ -101,6 +106,38 @@ EN: dict[str, str] = {
                         r"\s*\]|\bPMID\s*:?\s*\d{1,9}\b|\bpubmed:\d{1,9}\b|\bctgov:NCT\d{8}\b",
 }
 
+# More of the same families, in the shapes paraphrases take (a model as the subject, "you" as the reader).
+EN["override"] += (r"|\bnot\s+what\s+you\s+(?:were|have\s+been)\s+(?:told|instructed|asked|given)\b"
+                   r"|\b(?:set|put|leave)\s+(?:your|the|all|these|those|any)\s+(?:\w+\s+){0,2}(?:instructions?|"
+                   r"directions|rules|guidelines|prompts?|orders)\s+aside\b"
+                   rf"|{_IMP}{_OVERRIDE_VERB}\s+what\s+(?:the\s+)?(?:authors?|record|abstract|text|article|it|this)\s+"
+                   r"(?:wrote|writes|says|said|states|stated|reports?)\b"
+                   r"|\bdo\s+(?:exactly\s+)?(?:what|as)\s+I\s+say\b")
+EN["role tag"] += (r"|(?:^|(?<=[.!?]))[ \t]*(?:override|admin|root|jailbreak)[ \t]*[:：]"
+                   rf"|(?:^|(?<=[.!?]))[ \t]*(?:ai|bot|llm|gpt|model)[ \t]*[:：][ \t]*(?:please\s+)?{_OBEY_VERB}\b")
+EN["new task"] += (r"|\brepeat\s+after\s+me\b|\bwhatever\s+(?:the\s+question|you\s+are\s+asked|they\s+ask)\b"
+                   r"|\bnew\s+(?:rules|instructions)\s+(?:apply|follow|are\s+in\s+(?:effect|force))\b")
+EN["output command"] += (r"|\b(?:summar(?:y|ies)|overviews?|answers?|responses?|outputs?)\s+(?:of|about|for)\s+(?:this|the)\s+"
+                         r"(?:abstract|record|article|text|study|paper|trial)\s+(?:must|should|shall|will|need\s+to|"
+                         rf"have\s+to)\s+(?:\w+\s+)?{_OBEY_VERB}\b")
+EN["output command"] += (r"|\b(?:translate|rewrite|rephrase|summari[sz]e|render)\s+(?:this|the)\s+(?:abstract|record|"
+                         r"text|article|document|study)\s+as\b"
+                         r"|\b(?:begin|start|end|finish)\s+(?:each|every)\s+(?:sentence|paragraph|line|answer|reply)\s+"
+                         r"with\b"
+                         r"|\b(?:if|when)\s+(?:you\s+are\s+)?asked\s+(?:about|on|regarding)\s+(?:this|these|the)\s+\w+"
+                         r"(?:\s+\w+)?\s*,\s*(?:always\s+)?(?:answer|say|reply|respond|state|claim|write|report)\b")
+EN["addressed to a model"] += (
+    rf"|\b(?:the|any|an?|all|every)\s+{_MODEL}\s+(?:\w+\s+){{0,3}}?(?:should|must|shall|will|needs?\s+to|has\s+to|"
+    rf"have\s+to|is\s+to|are\s+to|(?:is|are)\s+instructed\s+to)\s+(?:now\s+|only\s+|always\s+)?{_OBEY_VERB}\b"
+    r"|\bmodels?\s+(?:reading|summari[sz]ing)\s+this\b"
+    r"|\b(?:respond|reply|answer)\s+(?:to|for)\s+the\s+(?:user|reader|human|question)s?\s+with\b"
+    r"|\byou\s+(?:must|should|shall|will|have\s+to|need\s+to|are\s+to)\s+(?:now\s+|only\s+|always\s+)?(?:report|say|"
+    r"state|write|output|mention|include|conclude|claim|answer|respond|reply|print|cite|repeat|tell)\b"
+    r"|\bwhen\s+you\s+(?:summari[sz]e|answer|respond|reply|write\s+about|process|read)\b"
+    r"|\b(?:in|for|to|of)\s+(?:the\s+purposes?\s+of\s+)?your\s+(?:summary|answer|response|output|reply|overview)\b"
+    rf"|(?:^|(?<=[.!?:\n]))\s*(?:dear\s+|hey\s+|hi\s+)?{_MODEL}\s*[,—–]\s*(?:please\s+|now\s+)?(?:\w+\s+)?{_OBEY_VERB}\b"
+    r"|\b(?:ai|llm|language\s+model|assistant|chatbot)s?\s+(?:reading|summari[sz]ing)\s+this\b")
+
 # Other languages: the same families, accent-free after folding (patterns are folded too).
 # Each pattern with its needles: words one of which any match must hold (lower case; folded like the text), so
 # a text in none of these languages skips the pattern with a substring test instead of a regex pass.
@@ -121,7 +158,7 @@ OTHER: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         # Spanish, Portuguese, Italian
         (r"\b(?:ignora[rd]?|ignore|olvida[rd]?|descarta|omite|haz\s+caso\s+omiso\s+d|esqueca|esquece|desconsidere|"
         r"dimentica|trascura|non\s+seguire)\w*\s+(?:\S+\s+){0,3}?(?:instrucci\w*|instruc\w*|indicaci\w*|"
-        r"ordenes|reglas|orienta\w*|istruzion\w*|indicazion\w*|regole|anteriores|previas|precedenti|acima|"
+        r"ordenes|reglas|orienta\w*|istruzion\w*|indicazion\w*|regole|anterior\w*|previas|precedenti|acima|"
         r"de\s+arriba|sopra|todo|tutto)",
          ('ignora', 'ignore', 'olvida', 'descarta', 'omite', 'omiso', 'esqueç', 'esquec', 'desconsider', 'dimentica', 'trascura', 'seguire')),
         # Russian
@@ -130,7 +167,7 @@ OTHER: dict[str, list[tuple[str, tuple[str, ...]]]] = {
          ('игнорир', 'забудь', 'обращай')),
         # Chinese (simplified and traditional), Japanese, Korean
         (r"(?:忽略|忽视|忽視|无视|無視|不要理会|不要理會|不要遵循|不要遵守|忘记|忘記|忘掉|放弃|放棄)"
-        r".{0,8}(?:指令|指示|说明|說明|规则|規則|提示|要求|命令|内容|內容|以上|上述|之前|先前)",
+        r".{0,8}(?:指令|指示|说明|說明|规则|規則|提示|要求|命令|内容|內容|以上|上述|上面|之前|先前|一切|所有)",
          ('忽', '无视', '無視', '不要', '忘', '放弃', '放棄')),
         (r"(?:以前|前|上記|これまで|先|上)の.{0,6}(?:指示|命令|指令|ルール|プロンプト|内容)(?:を|は).{0,4}"
         r"(?:無視|忘れ|破棄)",
@@ -139,6 +176,12 @@ OTHER: dict[str, list[tuple[str, tuple[str, ...]]]] = {
          ('無視', '忘れ')),
         (r"(?:이전|위의|앞의|기존)\s*(?:의\s*)?(?:지시|명령|지침|규칙|프롬프트)\S*\s*(?:을|를)?\s*(?:무시|잊)",
          ('무시', '잊')),
+    ],
+    "addressed to a model": [
+        (r"\b(?:nota|note|remarque|hinweis|aviso|avviso|mensaje|mensagem|message|nachricht)\s+(?:para|pour|fur|für|"
+         r"per|a|al|ao|an|for)\s+(?:o|a|el|la|le|il|lo|das|den|die|the|l')?\s*(?:modelo|modele|modèle|modell|"
+         r"modello|ia|ki|assistente|assistant|asistente|assistent|chatbot|llm)\b",
+         ("nota", "note", "remarque", "hinweis", "aviso", "avviso", "mensaje", "mensagem", "message", "nachricht")),
     ],
     "role tag": [
         (r"(?:^|(?<=[.!?。]))[ \t]*(?:systeme|système|sistema|系统|系統|システム|시스템|система|assistent|"
@@ -190,7 +233,7 @@ OTHER: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         (r"(?:只|仅|僅|只能|只需)(?:回答|回复|回覆|输出|輸出|说|說|写|寫)|(?:请|請)(?:回答|回复|输出|輸出|说|說)"
         r"|改为(?:输出|回答|写)|改為(?:輸出|回答|寫)",
          ('只', '仅', '僅', '请', '請', '改为', '改為')),
-        (r"(?:とだけ|のみ)(?:答え|回答|出力|言|書)|代わりに.{0,6}(?:書|出力|答え|言)",
+        (r"(?:とだけ|のみ)(?:答え|回答|出力|言|書)|代わりに.{0,20}(?:書|出力|答え|言)",
          ('とだけ', 'のみ', '代わりに')),
         (r"(?:라고만|만)\s*(?:답|출력|말)",
          ('만',)),
