@@ -43,6 +43,8 @@ def test_docs_pages_load_everything_from_this_server(tmp_path: Path, page: str) 
         fetched = client.get(url)
         assert fetched.status_code == 200 and fetched.content, url
     assert "cdn.jsdelivr" not in response.text and "fonts.googleapis" not in response.text
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "img-src 'self' data:" in csp and "http" not in csp
     js = [u for u in urls if u.endswith(".js")]
     assert all(client.get(u).headers["content-type"].startswith("text/javascript") for u in js)
     assert len(client.get(js[0]).content) > 500_000  # the real bundle, not an empty stand-in

@@ -19,6 +19,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 from ingest.errors import ConfigError
 
 ASSETS = "/docs/assets"
+# Nothing but this server: ReDoc's bundle would otherwise fetch its footer logo from cdn.redoc.ly. Inline
+# script is FastAPI's page bootstrap (the pages carry no user data); ReDoc runs its search in a blob: worker.
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' blob:; worker-src 'self' blob:; "
+       "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 MEDIA = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
          "redoc.standalone.js": "text/javascript", "favicon.png": "image/png"}
 
@@ -37,6 +42,11 @@ def asset_dir() -> Path:
     return folder
 
 
+def local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CSP
+    return page
+
+
 def router(app: FastAPI) -> APIRouter:
     """The docs routes for `app` (whose `openapi_url` they load); build the app with `docs_url=None,
     redoc_url=None` so FastAPI's CDN pages are not registered too."""
@@ -47,10 +57,10 @@ def router(app: FastAPI) -> APIRouter:
     @docs.get("/docs", response_class=HTMLResponse)
     def swagger() -> HTMLResponse:
         asset_dir()  # a clear error, not a blank page, when the bundle is missing
-        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
+        return local_only(get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
                                    swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{ASSETS}/favicon.png", oauth2_redirect_url=redirect)
+                                   swagger_favicon_url=f"{ASSETS}/favicon.png", oauth2_redirect_url=redirect))
 
     @docs.get(redirect, response_class=HTMLResponse)
     def swagger_redirect() -> HTMLResponse:
@@ -59,9 +69,9 @@ def router(app: FastAPI) -> APIRouter:
     @docs.get("/redoc", response_class=HTMLResponse)
     def redoc() -> HTMLResponse:
         asset_dir()
-        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc",
+        return local_only(get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc",
                               redoc_js_url=f"{ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False)
+                              redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False))
 
     @docs.get(ASSETS + "/{name}")
     def asset(name: str) -> FileResponse:
