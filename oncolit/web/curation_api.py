@@ -155,10 +155,12 @@ def build(state: WebState) -> APIRouter:
 
     # ------------------------------------------------------------------ reading (librarians)
     @router.get("/queue", summary="Records awaiting review")
-    def queue(request: Request, sort: Literal["newest", "relevance", "evidence"] = "newest",
+    def queue(request: Request, sort: Literal["newest", "published", "relevance", "evidence"] = "newest",
               limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-              kind: Literal["article", "trial"] | None = None, user: User = librarian) -> dict[str, Any]:
-        return state.curation(request).queue(sort=sort, limit=limit, offset=offset, kind=kind).as_dict()
+              kind: Literal["article", "trial"] | None = None,
+              q: str | None = Query(None, max_length=200, description="Every word in the title or record text."),
+              user: User = librarian) -> dict[str, Any]:
+        return state.curation(request).queue(sort=sort, limit=limit, offset=offset, kind=kind, text=q).as_dict()
 
     @router.get("/records/{record_id}", summary="A record with its decisions, verdict, links and audit trail")
     def record(record_id: str, request: Request, user: User = librarian) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from ingest.curation import FIELDS, ROLES, CurationError, User
 from ingest.curation.access import csrf_token
 from ingest.curation.exports import MEDIA_TYPES, url_of
 from ingest.curation.relevance import MIN_PER_CLASS
-from ingest.errors import AlreadyExists, OncoLitError, RecordNotFound, SourceError
+from ingest.errors import AlreadyExists, RecordNotFound, SourceError
 from oncolit.http_errors import http_status
 from oncolit.web import subscribers_page
-from oncolit.web.deps import PAGES, SESSION_COOKIE, WebState, app_resources
-from oncolit.web.record_evidence import RecordEvidence, record_evidence
+from oncolit.web.deps import PAGES, SESSION_COOKIE, WebState
+from oncolit.web.record_evidence import for_page
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"curation.css": "text/css", "curation.js": "text/javascript"}
@@ -318,20 +318,9 @@ def build(state: WebState) -> APIRouter:
             return render(request, "error.html", user, cookie, status=404, title="No such record", error=str(exc))
         model = cur.catalog.get_record(r["id"]) if r["version"] else None
         return render(request, "record.html", user, cookie, status=status, error=error, title=r["title"] or r["id"],
-                      r=r, f=r["fields"] or {}, entries=r["audit"], ev=evidence(request, r["id"]) if model else None,
+                      r=r, f=r["fields"] or {}, entries=r["audit"], ev=for_page(request, cur.catalog, r["id"]) if model else None,
                       topics=subscribers_page.topic_names(cur.catalog, cur.pins()),
                       external=url_of(model) if model is not None else "#")
-
-    def evidence(request: Request, record_id: str) -> RecordEvidence:
-        """The grade and findings (`oncolit.web.record_evidence`), with the server's LLM and findings models
-        only when it has loaded them (a page never loads a model)."""
-        res = app_resources(request)
-        llm = res.llm if res is not None and res.built("llm") else None
-        models = res.findings_models if res is not None and res.built("findings_models") else None
-        try:
-            return record_evidence(state.catalog(request), record_id, llm=llm, models=models)
-        except OncoLitError as exc:
-            return RecordEvidence(None, None, [], "", str(exc))
 
     @router.get("/records/{record_id}", response_class=HTMLResponse)
     def record(record_id: str, request: Request) -> HTMLResponse:

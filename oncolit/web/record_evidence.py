@@ -10,15 +10,21 @@ when the server has already loaded them) run for this page, and it says which.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Request
 
 from ingest.catalog import Catalog
+from ingest.errors import OncoLitError
 from ingest.records.article import Article
 from ingest.records.trial import Trial
-from synthesis.findings import Findings, Outcome
-from synthesis.findings_models.runtime import FindingsModels
-from synthesis.grading import Grade
-from synthesis.llm.base import LLM
-from synthesis.rules.numbers import format_value
+from oncolit.web.deps import app_resources
+
+if TYPE_CHECKING:  # synthesis is imported when a record page is first drawn, not when the app is built
+    from synthesis.findings import Findings, Outcome
+    from synthesis.findings_models.runtime import FindingsModels
+    from synthesis.grading import Grade
+    from synthesis.llm.base import LLM
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class RecordEvidence:
 
 
 def _number(value: float | None, unit: str | None = None) -> str:
+    from synthesis.rules.numbers import format_value
+
     if value is None:
         return "not reached"
     text = format_value(value)
@@ -51,6 +59,8 @@ def _number(value: float | None, unit: str | None = None) -> str:
 
 def effect_text(o: Outcome) -> str:
     """The estimate, its interval and p as one line, or "" when the outcome has no number (a planned one)."""
+    from synthesis.rules.numbers import format_value
+
     parts: list[str] = []
     measure = "" if o.measure in (None, "other") else str(o.measure).replace("_", " ")
     if o.value is not None:
@@ -98,3 +108,15 @@ def record_evidence(catalog: Catalog, record_id: str, *, llm: LLM | None = None,
                  "the rules, run for this page (no extraction stored yet: `oncolit extract` stores one)")
     graded = grade(record, findings, retracted=info["retracted"], deleted=info["deleted"])
     return RecordEvidence(graded, findings, outcome_rows(findings), basis)
+
+
+def for_page(request: Request, catalog: Catalog, record_id: str) -> RecordEvidence:
+    """`record_evidence` with the server's LLM and findings models only when it has loaded them (a page never
+    loads a model); an error becomes the section's message, not a failed page."""
+    res = app_resources(request)
+    llm = res.llm if res is not None and res.built("llm") else None
+    models = res.findings_models if res is not None and res.built("findings_models") else None
+    try:
+        return record_evidence(catalog, record_id, llm=llm, models=models)
+    except OncoLitError as exc:
+        return RecordEvidence(None, None, [], "", str(exc))
