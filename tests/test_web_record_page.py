@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pubmed"
 
 
 @pytest.fixture
-def env(tmp_path: Path, shared_data: Path) -> Iterator[tuple[TestClient, Curation, Catalog]]:
+def env(tmp_path: Path, shared_data: Path) -> Iterator[tuple[TestClient, Curation, Catalog, str]]:
     items = parse_pubmed_xml((shared_data / "pubmed" / "real" / "biomcp" / "efetch_citation_22663011.xml").read_bytes())
     items += parse_pubmed_xml((FIXTURES / "hostile_title.xml").read_bytes())
     items += list(iter_ctgov_path(shared_data / "ctgov" / "real" / "biomcp" / "get_nct02576665_20260811.json"))
@@ -45,7 +45,7 @@ def env(tmp_path: Path, shared_data: Path) -> Iterator[tuple[TestClient, Curatio
             token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
             assert client.post("/librarian/login", data={"key": key, "next": "/librarian/queue", "csrf": token},
                                follow_redirects=False).status_code == 303
-            yield client, cur, catalog
+            yield client, cur, catalog, key
 
 
 def text_of(html: str) -> str:
@@ -58,7 +58,7 @@ def section(html: str, heading_id: str) -> str:
 
 
 def test_record_page_shows_grade_reasons_and_findings_beside_the_decision(env) -> None:
-    client, _cur, _catalog = env
+    client, _cur, _catalog, _key = env
     html = client.get(f"/librarian/records/{NEJM}").text
     assert html.index('id="status-h"') < html.index('id="evidence-h"') < html.index('id="text-h"')
     evidence = text_of(section(html, "evidence-h"))
@@ -74,7 +74,7 @@ def test_record_page_shows_grade_reasons_and_findings_beside_the_decision(env) -
 
 
 def test_queue_text_search_and_publication_date_sort(env) -> None:
-    client, _cur, _catalog = env
+    client, _cur, _catalog, _key = env
     def ids(html: str) -> list[str]:
         return re.findall(r'name="record_id" value="([^"]+)"', html)
 
@@ -92,15 +92,23 @@ def test_queue_text_search_and_publication_date_sort(env) -> None:
     assert 'value="published" selected' in by_date
 
 
+def test_curation_json_queue_takes_the_same_search_and_sort(env) -> None:
+    client, _cur, _catalog, key = env
+    auth = {"Authorization": f"Bearer {key}"}
+    found = client.get("/curation/queue", params={"q": "trametinib", "sort": "published"}, headers=auth).json()
+    assert found["sort"] == "published" and [i["record_id"] for i in found["items"]] == [NEJM]
+    assert client.get("/curation/queue", params={"sort": "oldest"}, headers=auth).status_code == 422
+
+
 def test_relevance_column_says_why_it_is_empty(env) -> None:
-    client, cur, _catalog = env
+    client, cur, _catalog, _key = env
     html = client.get("/librarian/queue").text
     assert "not scored" in html
     assert "needs at least 2 approved and 2 excluded records (so far 0 approved, 0 excluded)" in text_of(html)
 
 
 def test_pin_takes_a_subscribers_topic_from_a_list(env) -> None:
-    client, cur, catalog = env
+    client, cur, catalog, _key = env
     html = client.get(f"/librarian/records/{NEJM}").text
     assert 'id="pin-topic"' not in html and "No topics yet" in html
     add_subscriber(catalog, "ana@example.org", [Topic(name="Melanoma", query="BRAF melanoma"),
@@ -119,7 +127,7 @@ def test_pin_takes_a_subscribers_topic_from_a_list(env) -> None:
 
 
 def test_subscribers_page_lists_subscribers_and_their_topics(env) -> None:
-    client, cur, catalog = env
+    client, cur, catalog, _key = env
     empty = client.get("/librarian/subscribers")
     assert empty.status_code == 200 and "No subscribers yet" in empty.text
     add_subscriber(catalog, "ana@example.org", [Topic(name="Melanoma", query="BRAF melanoma"),
