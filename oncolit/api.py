@@ -1,4 +1,5 @@
-"""The HTTP API: `create_app(settings)` builds the FastAPI app (OpenAPI docs at /docs and /redoc).
+"""The HTTP API: `create_app(settings)` builds the FastAPI app (OpenAPI docs at /docs and /redoc, their
+assets served locally by `oncolit.api_routes.docs`, so they work offline).
 
     POST /ask            a cited answer (or insufficient evidence + the closest records)
     GET  /search         ranked records with the matching passage
@@ -14,6 +15,10 @@ reads and the librarian routes never queue behind them (see `oncolit.api_routes`
 `Cache-Control: no-store` (`oncolit.api_routes.middleware`). Routes live in `oncolit.api_routes`, one
 module per area; add a module with a `router` and list it in `ROUTERS`.
 
+Keys: `Authorization: Bearer <key>` or `X-API-Key`, declared as OpenAPI security schemes
+(`oncolit.api_routes.keys`). The curation routes and /local always need one; /ask and /search only with
+`serve.require_key` (a reader's key or above).
+
 Errors: OncoLit's own errors become JSON `{"error": <kind>, "detail": <one line>}` with the status of
 the one table in `oncolit.http_errors` (404 for a record that does not exist, 409 for a name that is
 taken, 503 for a model that cannot run).
@@ -25,22 +30,25 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ingest.errors import OncoLitError
 from oncolit import __version__
-from oncolit.api_routes import ask, health, local, records, search
+from oncolit.api_routes import ask, docs, health, local, records, search
 from oncolit.api_routes.deps import WorkerPool
 from oncolit.api_routes.health import PointCount
+from oncolit.api_routes.keys import key_required
 from oncolit.api_routes.middleware import Guard
 from oncolit.http_errors import error_body
 from oncolit.owner import ServerOwner
 from oncolit.resources import open_resources
 from oncolit.settings import Settings
+from oncolit.web.throttle import KeyThrottle
 from synthesis.llm import LLM
 
 ROUTERS = (ask.router, search.router, records.router, health.router, local.router)
+KEYED = (ask.router, search.router)  # behind a reader's key when `serve.require_key`
 
 
 def create_app(settings: Settings, *, llm: LLM | None = None, owner: ServerOwner | None = None) -> FastAPI:
@@ -79,9 +87,14 @@ def create_app(settings: Settings, *, llm: LLM | None = None, owner: ServerOwner
     app = FastAPI(title="OncoLit", version=__version__, lifespan=lifespan,
                   description="A living, searchable, cited oncology evidence base. Every citation in an answer "
                               "resolves to a catalog record, and every number in a generated sentence appears "
-                              "in the cited record's text.")
+                              "in the cited record's text.",
+                  docs_url=None, redoc_url=None)  # FastAPI's would load their assets from a CDN
+    app.include_router(docs.router(app))
+    serve = settings.serve
+    reader = key_required("reader", KeyThrottle(serve.key_failures, serve.key_failure_window_seconds))
     for router in ROUTERS:
-        app.include_router(router)
+        keyed = serve.require_key and router in KEYED
+        app.include_router(router, dependencies=[Depends(reader)] if keyed else None)
     from oncolit.web import create_router  # librarian JSON routes and pages share the app's resources
 
     app.include_router(create_router(settings))

@@ -142,6 +142,9 @@ class ServeSettings(BaseModel):
     key_cache_seconds: float = Field(60.0, ge=0, description="How long a key that passed its scrypt check is "
                                                              "trusted without another (revocation still "
                                                              "applies at once); 0 = never cached.")
+    require_key: bool = Field(False, description="Whether POST /ask and GET /search need an API key of a reader "
+                                                 "(or above) as the curation routes do; off, anyone who can reach "
+                                                 "the server may search and ask (ONCOLIT_SERVE__REQUIRE_KEY).")
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Text, and_, cast, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingest.catalog import Catalog, model_from_fields
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 # (record) -> (evidence level code, rank: 1 = strongest) or None; the app passes synthesis.grading's.
 EvidenceFn = Callable[[Article | Trial], "tuple[str, int] | None"]
 DECISIONS = ("approved", "excluded", "pending")
-SORTS = ("newest", "relevance", "evidence")
+SORTS = ("newest", "published", "relevance", "evidence")  # newest: first seen; published: publication date
 SESSION_HOURS = 12
 EVIDENCE_PER_CALL = 2000  # at most this many queue records graded per queue() call (the rest later)
 RELEVANCE_WINDOW = 5000  # relevance ranks the newest this-many pending records
@@ -898,9 +898,11 @@ class Curation:
         }
 
     # ============================================================================ queue
-    def queue(self, *, sort: str = "newest", limit: int = 50, offset: int = 0, kind: str | None = None
-              ) -> QueuePage:
-        """Records awaiting review: active, not retracted, no decision yet, not excluded by the rules."""
+    def queue(self, *, sort: str = "newest", limit: int = 50, offset: int = 0, kind: str | None = None,
+              text: str | None = None) -> QueuePage:
+        """Records awaiting review: active, not retracted, no decision yet, not excluded by the rules.
+        `text`: only records whose title or stored text (abstract, MeSH, authors…) contains every word of it,
+        ignoring case."""
         if sort not in SORTS:
             raise CurationError(f"sort by one of {', '.join(SORTS)}, not {sort!r}")
         rec, dec, vers, runs = ct.records, cs.curation_decisions, ct.record_versions, ct.ingest_runs
@@ -915,6 +917,12 @@ class Curation:
                  .order_by(rec.c.first_seen.desc(), rec.c.id))
         if kind:
             query = query.where(rec.c.kind == kind)
+        for word in (text or "").split():
+            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(or_(rec.c.title.ilike(pattern, escape="\\"),
+                                    cast(vers.c.fields, Text).ilike(pattern, escape="\\")))
+        if sort == "published":
+            query = query.order_by(None).order_by(rec.c.published.is_(None), rec.c.published.desc(), rec.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         verdicts = self.verdicts([r.id for r in rows])

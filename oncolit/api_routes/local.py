@@ -28,10 +28,11 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Security
 
 from oncolit import jobs
 from oncolit.api_routes.deps import in_worker, resources
+from oncolit.api_routes.keys import API_KEY, BEARER
 from oncolit.owner import ServerOwner, serving_locally
 from oncolit.resources import Resources
 from oncolit.settings import Settings
@@ -59,7 +60,7 @@ def _token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else request.headers.get("x-api-key")
 
 
-async def authorised(request: Request) -> None:
+async def authorised(request: Request, _bearer: Any = Security(BEARER), _header: Any = Security(API_KEY)) -> None:
     """The owner file's token, or an admin API key; else 401/403."""
     token = _token(request)
     owner: ServerOwner | None = getattr(request.app.state, "owner", None)

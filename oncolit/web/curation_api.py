@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from ingest.curation import User
 from ingest.curation.exports import FORMATS, MEDIA_TYPES
 from ingest.source import Query as SourceQuery
 from ingest.source import Window
+from oncolit.api_routes.keys import API_KEY, BEARER
 from oncolit.web.deps import WebState, api_user, http_errors
 
 AuditFormat = Literal["jsonl", "csv"]
@@ -113,7 +114,8 @@ def build(state: WebState) -> APIRouter:
     router = APIRouter(prefix="/curation", tags=["curation"])
 
     def role(name: str) -> Any:
-        def dependency(request: Request) -> User:
+        def dependency(request: Request, _bearer: Any = Security(BEARER), _header: Any = Security(API_KEY)) -> User:
+            # the schemes only declare, for OpenAPI, how the key travels; `api_user` reads and checks it
             return api_user(state, request, name)
         return Depends(dependency)
 
@@ -153,10 +155,12 @@ def build(state: WebState) -> APIRouter:
 
     # ------------------------------------------------------------------ reading (librarians)
     @router.get("/queue", summary="Records awaiting review")
-    def queue(request: Request, sort: Literal["newest", "relevance", "evidence"] = "newest",
+    def queue(request: Request, sort: Literal["newest", "published", "relevance", "evidence"] = "newest",
               limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-              kind: Literal["article", "trial"] | None = None, user: User = librarian) -> dict[str, Any]:
-        return state.curation(request).queue(sort=sort, limit=limit, offset=offset, kind=kind).as_dict()
+              kind: Literal["article", "trial"] | None = None,
+              q: str | None = Query(None, max_length=200, description="Every word in the title or record text."),
+              user: User = librarian) -> dict[str, Any]:
+        return state.curation(request).queue(sort=sort, limit=limit, offset=offset, kind=kind, text=q).as_dict()
 
     @router.get("/records/{record_id}", summary="A record with its decisions, verdict, links and audit trail")
     def record(record_id: str, request: Request, user: User = librarian) -> dict[str, Any]:

@@ -28,9 +28,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ingest.curation import FIELDS, ROLES, CurationError, User
 from ingest.curation.access import csrf_token
 from ingest.curation.exports import MEDIA_TYPES, url_of
+from ingest.curation.relevance import MIN_PER_CLASS
 from ingest.errors import AlreadyExists, RecordNotFound, SourceError
 from oncolit.http_errors import http_status
+from oncolit.web import subscribers_page
 from oncolit.web.deps import PAGES, SESSION_COOKIE, WebState
+from oncolit.web.record_evidence import for_page
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"curation.css": "text/css", "curation.js": "text/javascript"}
@@ -45,7 +48,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 NAV = [("/queue", "Queue"), ("/sources", "Sources"), ("/rules", "Rules"), ("/audit", "Audit log"),
-       ("/transfer", "Import / export")]
+       ("/transfer", "Import / export"), ("/subscribers", "Subscribers")]
 DONE = {
     "approve": "Approved {n} record(s).", "exclude": "Excluded {n} record(s).", "reset": "Undid {n} decision(s).",
     "tag": "Tagged {n} record(s).", "untag": "Removed the tag.", "pin": "Pinned.", "unpin": "Unpinned.",
@@ -54,7 +57,8 @@ DONE = {
     "rule-update": "Rule updated.", "user-add": "User added.", "user-update": "User updated.",
     "key-revoke": "Key revoked.", "logout": "Logged out.", "nothing": "Select at least one record first.",
 }
-SORTS = [("newest", "newest first"), ("relevance", "predicted relevance"), ("evidence", "evidence level")]
+SORTS = [("newest", "newest first"), ("published", "publication date"), ("relevance", "predicted relevance"),
+         ("evidence", "evidence level")]
 
 
 def _pretty(value: Any) -> str:
@@ -125,6 +129,14 @@ def same_origin(request: Request) -> bool:
     if origin == "null":  # a sandboxed or privacy-stripped origin: cannot be ours
         return False
     return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+def why_unscored(cur: Any) -> str:
+    """Why the queue's relevance column is empty: the score is learnt from librarians' decisions
+    (`ingest.curation.relevance`) and needs some of each kind first."""
+    approved, excluded = len(cur.curated(status="approved")), len(cur.curated(status="excluded"))
+    return (f"Not scored yet: relevance is learnt from your decisions and needs at least {MIN_PER_CLASS} approved "
+            f"and {MIN_PER_CLASS} excluded records (so far {approved} approved, {excluded} excluded).")
 
 
 def _safe_next(target: str) -> str:
@@ -255,14 +267,17 @@ def build(state: WebState) -> APIRouter:
             page_no = max(1, int(q.get("page", "1")))
         except ValueError:
             page_no = 1
-        page = state.curation(request).queue(sort=sort, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, kind=kind)
+        text = " ".join(q.get("q", "").split())[:200]
+        cur = state.curation(request)
+        page = cur.queue(sort=sort, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, kind=kind, text=text or None)
         pages = max(1, math.ceil(page.total / PAGE_SIZE))
 
         def href(n: int) -> str:
-            return f"{PAGES}/queue?" + urlencode({"sort": sort, "kind": kind or "", "page": n})
+            return f"{PAGES}/queue?" + urlencode({"sort": sort, "kind": kind or "", "q": text, "page": n})
 
         return render(request, "queue.html", user, cookie, status=status, error=error, title="Curation queue",
-                      current="/queue", page=page, sorts=SORTS, kind=kind, page_no=page_no, pages=pages,
+                      current="/queue", page=page, sorts=SORTS, kind=kind, page_no=page_no, pages=pages, q=text,
+                      unscored=None if page.relevance_trained else why_unscored(cur),
                       prev_href=href(page_no - 1) if page_no > 1 else None,
                       next_href=href(page_no + 1) if page_no < pages else None,
                       return_to=href(page_no))
@@ -303,7 +318,8 @@ def build(state: WebState) -> APIRouter:
             return render(request, "error.html", user, cookie, status=404, title="No such record", error=str(exc))
         model = cur.catalog.get_record(r["id"]) if r["version"] else None
         return render(request, "record.html", user, cookie, status=status, error=error, title=r["title"] or r["id"],
-                      r=r, f=r["fields"] or {}, entries=r["audit"], topics=sorted(cur.pins()),
+                      r=r, f=r["fields"] or {}, entries=r["audit"], ev=for_page(request, cur.catalog, r["id"]) if model else None,
+                      topics=subscribers_page.topic_names(cur.catalog, cur.pins()),
                       external=url_of(model) if model is not None else "#")
 
     @router.get("/records/{record_id}", response_class=HTMLResponse)
@@ -329,7 +345,11 @@ def build(state: WebState) -> APIRouter:
                     raise CurationError(f"unknown decision {action!r}")
                 return back(path, action, 1)
             if what == "pin":
-                cur.pin(user.name, record_id, _one(form, "topic"))
+                topic, known = _one(form, "topic"), subscribers_page.topic_names(cur.catalog, cur.pins())
+                if topic not in known:  # the page offers the topics there are; a pin elsewhere features nowhere
+                    raise CurationError(f"{topic!r} is not a subscriber's topic; choose one of: "
+                                        f"{', '.join(known) or 'none yet (add a subscriber with topics)'}")
+                cur.pin(user.name, record_id, topic)
             elif what == "unpin":
                 cur.unpin(user.name, record_id, _one(form, "topic"))
             elif what == "tag":
@@ -349,6 +369,8 @@ def build(state: WebState) -> APIRouter:
             return record_change(record_id, request, form, _what)
         router.add_api_route(f"/records/{{record_id}}/{what}", endpoint, methods=["POST"],
                              name=f"librarian_record_{what}")
+
+    subscribers_page.add_routes(router, state, page_user, render)
 
     # ------------------------------------------------------------------ sources
     def sources_view(request: Request, user: User, cookie: str, *, error: str | None = None, status: int = 200,
