@@ -123,4 +123,6 @@ def test_one_status_per_error_on_every_surface() -> None:
     assert http_status(errors.SourceRequestError("fix the query"))[0] == 400
     assert http_status(errors.SourceUnavailable("later"))[0] == 503
     assert http_status(errors.StoreError("odd"))[0] == 500
-    assert {http_status(c("x"))[0] for c in _tree()} <= {400, 403, 404, 500, 502, 503}
+    assert http_status(errors.AlreadyExists("taken")) == (409, "conflict")
+    assert http_status(errors.CatalogError("refused"))[0] == 500
+    assert {http_status(c("x"))[0] for c in _tree()} <= {400, 403, 404, 409, 500, 502, 503}
