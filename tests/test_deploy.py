@@ -62,7 +62,9 @@ def test_compose_parses_with_the_cluster_it_is_sized_for() -> None:
     assert any(v.startswith("pgdata:") for v in services["postgres"]["volumes"])
     assert "--schedule" in services["scheduler"]["command"]
     assert "--no-schedule" in services["api"]["command"]
-    assert (DEPLOY / "nginx.conf").exists() and "server api:8000" in (DEPLOY / "nginx.conf").read_text()
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    assert "server api:8000" in nginx and "location /local/ { return 404; }" in nginx
+    assert any(v.startswith("./nginx.conf:") for v in services["proxy"]["volumes"])
     assert services["scheduler"]["build"]["dockerfile"] == "deploy/Dockerfile"
     assert "torch==2.13.0" in (DEPLOY / "Dockerfile").read_text()
 
