@@ -475,6 +475,25 @@ def test_edge_int8_with_rescoring_keeps_recall_at_10(tmp_path: Path) -> None:
     assert unrescored < rescored
 
 
+def test_edge_quantizes_an_existing_index_at_its_next_optimize(tmp_path: Path) -> None:
+    """Turning `index.quantization` on for an index built without it: the reopened shard's next
+    `optimize()` rebuilds its indexed segment with the int8 copy (no rebuild from the catalog)."""
+    data = np.random.default_rng(3).standard_normal((2000, 384)).astype(np.float32)
+    with EdgeStore(tmp_path / "edge", indexing_threshold_kb=1000) as plain:
+        plain.ensure_collection("lean", 384)
+        plain.upsert([Point(point_id(f"pubmed:{n}", 1, 0), data[n], BM25.encode_document(""), {"n": n})
+                      for n in range(len(data))])
+        plain.optimize()
+        assert plain.info()["indexed_vectors"] == 2000
+    assert not list((tmp_path / "edge").rglob("quantized.data"))
+    with EdgeStore(tmp_path / "edge", indexing_threshold_kb=1000, **INT8) as lean:  # type: ignore[arg-type]
+        lean.ensure_collection("lean", 384)
+        lean.optimize()
+        assert lean.count() == 2000 and lean.info()["indexed_vectors"] == 2000
+        assert list((tmp_path / "edge").rglob("quantized.data"))
+        assert lean.search(data[17], None, mode="dense", limit=1)[0].payload["n"] == 17
+
+
 def test_qdrant_store_asks_the_server_for_int8_and_rescoring(tmp_path: Path) -> None:
     """Local mode drops a collection's quantization and ignores search params, so what a server would
     receive is checked here: the create-collection arguments and the query's search params."""
