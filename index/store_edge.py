@@ -17,6 +17,11 @@ write-ahead log; reopening it is a load, not a rebuild. Facts this module relies
 - `set_payload` with an id the shard does not hold fails after updating the ids before it, so the
   known ids are looked up (`retrieve`) first;
 - Errors come back as plain `Exception` with a message; they are mapped to `StoreError` here.
+- scalar int8 quantization (`ScalarQuantizationConfig`), payload placement (`payload_memory`) and
+  query-time `SearchParams(hnsw_ef, QuantizationSearchParams(rescore, oversampling))` are all in the
+  Edge API, as on the server; the quantized copy is built by `optimize()` with the HNSW graph, for
+  segments past the optimizer's indexing threshold (`indexing_threshold_kb`, Qdrant's default
+  10,000 KB), and a shard reopened with other settings is rewritten to them by its next `optimize()`.
 """
 
 from __future__ import annotations
@@ -58,16 +63,34 @@ class EdgeStore:
 
     `on_disk_vectors` memory-maps the dense vectors instead of caching them in RAM; the HNSW
     arguments are Qdrant's (`m` edges per node, `ef_construct`, and the point count under which a
-    filtered search scans instead of walking the graph).
+    filtered search scans instead of walking the graph). `quantization="int8"` adds an int8 copy of
+    the dense vectors (pinned in RAM with `quantization_always_ram`) that searches score with, then
+    rescore `oversampling` times the wanted hits on the originals; `hnsw_ef` is the query-time beam.
     """
 
     def __init__(self, root: Path | str, *, on_disk_vectors: bool = False, hnsw_m: int = 16,
                  hnsw_ef_construct: int = 100, full_scan_threshold: int = 10_000, rrf_k: int = RRF_K,
-                 search_threads: int | None = None) -> None:
+                 search_threads: int | None = None, hnsw_ef: int | None = None, quantization: str = "none",
+                 quantization_always_ram: bool = True, quantization_rescore: bool = True,
+                 quantization_oversampling: float = 2.0, on_disk_payload: bool = True,
+                 indexing_threshold_kb: int | None = None) -> None:
+        if quantization not in ("none", "int8"):
+            raise StoreError(f"unknown quantization {quantization!r}: choose none or int8")
         self.root = Path(root)
         self.on_disk_vectors = on_disk_vectors
         self.hnsw = qe.HnswIndexConfig(m=hnsw_m, ef_construct=hnsw_ef_construct,
                                        full_scan_threshold=full_scan_threshold)
+        self.quantization = (qe.ScalarQuantizationConfig(
+            qe.ScalarType.Int8, quantile=0.99,
+            memory=qe.Memory.Pinned if quantization_always_ram else qe.Memory.Cold)
+            if quantization == "int8" else None)
+        self.payload_memory = qe.Memory.Cold if on_disk_payload else qe.Memory.Cached
+        self.optimizers = (qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)
+                           if indexing_threshold_kb is not None else None)
+        # Query-time parameters of the dense arm; None = the engine's defaults.
+        quant = (qe.QuantizationSearchParams(rescore=quantization_rescore, oversampling=quantization_oversampling)
+                 if quantization == "int8" else None)
+        self.search_params = qe.SearchParams(hnsw_ef=hnsw_ef, quantization=quant) if hnsw_ef or quant else None
         self.rrf_k = rrf_k
         self.search_threads = search_threads
         self._shard: Any = None
@@ -83,9 +106,11 @@ class EdgeStore:
     def _config(self, dim: int) -> Any:
         memory = qe.Memory.Cold if self.on_disk_vectors else qe.Memory.Cached
         return qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=memory)},
+            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=memory,
+                                                quantization_config=self.quantization)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            hnsw_config=self.hnsw, max_search_threads=self.search_threads)
+            hnsw_config=self.hnsw, max_search_threads=self.search_threads, payload_memory=self.payload_memory,
+            optimizers=self.optimizers)
 
     def ensure_collection(self, name: str, dim: int) -> None:
         self.close()
@@ -202,11 +227,12 @@ class EdgeStore:
     def search(self, dense: np.ndarray | Sequence[float] | None, sparse: SparseVector | None,
                filters: SearchFilter | None = None, limit: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         flt = _filter(filters or SearchFilter())
-        arms: list[Any] = []
+        arms: list[tuple[Any, Any]] = []  # (query, its search params)
         if mode in ("hybrid", "dense") and dense is not None:
-            arms.append(qe.Query.Nearest(np.asarray(dense, dtype=np.float32).tolist(), using=DENSE))
+            arms.append((qe.Query.Nearest(np.asarray(dense, dtype=np.float32).tolist(), using=DENSE),
+                         self.search_params))
         if mode in ("hybrid", "sparse") and sparse is not None and len(sparse):
-            arms.append(qe.Query.Nearest(_sparse(sparse), using=SPARSE))
+            arms.append((qe.Query.Nearest(_sparse(sparse), using=SPARSE), None))
         if not arms:
             if mode == "dense" or (dense is None and sparse is None):
                 raise ValueError(f"mode {mode!r} needs a query vector")
@@ -214,10 +240,13 @@ class EdgeStore:
         if mode == "hybrid":
             fetch = max(limit * PREFETCH_FACTOR, limit)
             request = qe.QueryRequest(limit=limit + TIE_MARGIN, with_payload=True, filter=flt,
-                                      prefetches=[qe.Prefetch(limit=fetch, query=q, filter=flt) for q in arms],
+                                      prefetches=[qe.Prefetch(limit=fetch, query=q, filter=flt, params=p)
+                                                  for q, p in arms],
                                       query=qe.Fusion.Rrf(k=self.rrf_k))
         else:
-            request = qe.QueryRequest(limit=limit + TIE_MARGIN, with_payload=True, filter=flt, query=arms[0])
+            query, params = arms[0]
+            request = qe.QueryRequest(limit=limit + TIE_MARGIN, with_payload=True, filter=flt, query=query,
+                                      params=params)
         points = self._run(lambda s: s.query(request))
         return ranked([Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points], limit)
 

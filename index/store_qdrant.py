@@ -5,7 +5,10 @@ The server is how the index scales past one machine (shards, replicas, on-disk v
 tests exercise this module's every code path without a server. Hybrid search uses the Query API:
 one prefetch per named vector and an RRF query with an explicit `k` (the server needs a version with
 parametrised RRF, `RrfQuery`; pass `rrf_k=None` for an older one, which then uses its own default k).
-Local mode ignores payload indexes, so they are created on servers only.
+Local mode ignores payload indexes, so they are created on servers only; it also drops the
+quantization and on-disk-payload settings of a collection and ignores query-time `search_params`
+(it is brute force), so what this store asks a server for is built by `collection_params()` and
+`search_params`, which the contract tests check directly.
 """
 
 from __future__ import annotations
@@ -43,16 +46,25 @@ _BATCH = 256
 class QdrantStore:
     """Collections on a Qdrant server (`url`, `api_key`) or in a local-mode directory (`path`).
 
-    `shard_number`, `replication_factor` and `on_disk_vectors` apply when a collection is created;
-    `client` may be passed in instead (e.g. one built with TLS options), the store then does not own it.
+    `shard_number`, `replication_factor`, `on_disk_vectors` and `on_disk_payload` apply when a
+    collection is created; `quantization="int8"` (Qdrant's scalar quantization, the int8 copy pinned in
+    RAM with `quantization_always_ram`) also to an existing collection, which the server then
+    re-quantizes in the background. Queries carry `hnsw_ef` and, when quantized, rescoring with
+    `quantization_oversampling`. `client` may be passed in instead (e.g. one built with TLS options),
+    the store then does not own it.
     """
 
     def __init__(self, url: str | None = None, *, path: Path | str | None = None, api_key: str | None = None,
                  shard_number: int = 1, replication_factor: int = 1, on_disk_vectors: bool = False,
                  hnsw_m: int = 16, hnsw_ef_construct: int = 100, full_scan_threshold: int = 10_000,
-                 rrf_k: int | None = RRF_K, timeout: float = 60.0, client: QdrantClient | None = None) -> None:
+                 rrf_k: int | None = RRF_K, timeout: float = 60.0, client: QdrantClient | None = None,
+                 hnsw_ef: int | None = None, quantization: str = "none", quantization_always_ram: bool = True,
+                 quantization_rescore: bool = True, quantization_oversampling: float = 2.0,
+                 on_disk_payload: bool = True) -> None:
         if sum(x is not None for x in (url, path, client)) != 1:
             raise ValueError("give exactly one of url, path or client")
+        if quantization not in ("none", "int8"):
+            raise StoreError(f"unknown quantization {quantization!r}: choose none or int8")
         self.local = path is not None
         if client is None:
             client = (QdrantClient(path=str(path)) if path is not None
@@ -67,6 +79,14 @@ class QdrantStore:
         self.hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct,
                                           full_scan_threshold=full_scan_threshold)
         self.rrf_k = rrf_k
+        self.on_disk_payload = on_disk_payload
+        self.quantization = (models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=quantization_always_ram))
+            if quantization == "int8" else None)
+        quant = (models.QuantizationSearchParams(rescore=quantization_rescore, oversampling=quantization_oversampling)
+                 if quantization == "int8" else None)
+        # Query-time parameters of the dense arm; None = the server's defaults.
+        self.search_params = models.SearchParams(hnsw_ef=hnsw_ef, quantization=quant) if hnsw_ef or quant else None
         self._name: str | None = None
         self._dim = 0
 
@@ -88,14 +108,11 @@ class QdrantStore:
                     found = stored.size if stored is not None else "no named dense"
                     raise StoreError(f"collection {name} holds {found} vectors, not {dim}-d: "
                                      "a different embedder needs its own collection")
+                if not self.local and (info.config.quantization_config is None) != (self.quantization is None):
+                    self.client.update_collection(
+                        name, quantization_config=self.quantization or models.Disabled.DISABLED)
             else:
-                self.client.create_collection(
-                    name,
-                    vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE,
-                                                               on_disk=self.on_disk_vectors)},
-                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-                    shard_number=self.shard_number, replication_factor=self.replication_factor,
-                    hnsw_config=self.hnsw)
+                self.client.create_collection(name, **self.collection_params(dim))
             if not self.local:  # local mode ignores payload indexes (and warns)
                 for field, kind in PAYLOAD_INDEXES.items():
                     if field not in existing:
@@ -105,6 +122,15 @@ class QdrantStore:
         except Exception as exc:
             raise StoreError(f"Qdrant could not open collection {name}: {exc}") from exc
         self._name, self._dim = name, dim
+
+    def collection_params(self, dim: int) -> dict[str, Any]:
+        """The arguments of `create_collection` for a new collection of `dim`-d vectors."""
+        return dict(
+            vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE,
+                                                       on_disk=self.on_disk_vectors)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            shard_number=self.shard_number, replication_factor=self.replication_factor, hnsw_config=self.hnsw,
+            on_disk_payload=self.on_disk_payload, quantization_config=self.quantization)
 
     def drop_collection(self, name: str) -> None:
         self._run(lambda c: c.delete_collection(name))
@@ -184,11 +210,12 @@ class QdrantStore:
     def search(self, dense: np.ndarray | Sequence[float] | None, sparse: SparseVector | None,
                filters: SearchFilter | None = None, limit: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         flt = _filter(filters or SearchFilter())
-        arms: list[tuple[Any, str]] = []
+        arms: list[tuple[Any, str, models.SearchParams | None]] = []  # (query, vector name, search params)
+        params = self.search_params  # local mode is exact: it ignores them (warning once), a server uses them
         if mode in ("hybrid", "dense") and dense is not None:
-            arms.append((np.asarray(dense, dtype=np.float32).tolist(), DENSE))
+            arms.append((np.asarray(dense, dtype=np.float32).tolist(), DENSE, params))
         if mode in ("hybrid", "sparse") and sparse is not None and len(sparse):
-            arms.append((_sparse(sparse), SPARSE))
+            arms.append((_sparse(sparse), SPARSE, None))
         if not arms:
             if mode == "dense" or (dense is None and sparse is None):
                 raise ValueError(f"mode {mode!r} needs a query vector")
@@ -198,14 +225,14 @@ class QdrantStore:
             fusion = (models.RrfQuery(rrf=models.Rrf(k=self.rrf_k)) if self.rrf_k is not None
                       else models.FusionQuery(fusion=models.Fusion.RRF))
             response = self._run(lambda c: c.query_points(
-                self._name, prefetch=[models.Prefetch(query=q, using=using, limit=fetch, filter=flt)
-                                      for q, using in arms],
+                self._name, prefetch=[models.Prefetch(query=q, using=using, limit=fetch, filter=flt, params=p)
+                                      for q, using, p in arms],
                 query=fusion, query_filter=flt, limit=limit + TIE_MARGIN, with_payload=True))
         else:
-            query, using = arms[0]
+            query, using, p = arms[0]
             response = self._run(lambda c: c.query_points(
                 self._name, query=query, using=using, query_filter=flt, limit=limit + TIE_MARGIN,
-                with_payload=True))
+                with_payload=True, search_params=p))
         return ranked([Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points], limit)
 
     # -- helpers -----------------------------------------------------------------------------

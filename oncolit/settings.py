@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, Field
@@ -50,6 +50,23 @@ class IndexSettings(BaseModel):
     hnsw_m: int = Field(16, ge=4, description="HNSW graph degree.")
     hnsw_ef_construct: int = Field(100, ge=4, description="HNSW build-time beam width.")
     full_scan_threshold: int = Field(10_000, ge=0, description="Below this many points, search scans exactly.")
+    hnsw_ef: int | None = Field(None, ge=1, description="HNSW beam width at query time (Qdrant's `hnsw_ef`; "
+                                                        "default: the engine's, ef_construct). Higher: better "
+                                                        "recall, slower queries. Edge and server alike.")
+    quantization: Literal["none", "int8"] = Field(
+        "none", description="Scalar quantization of the dense vectors: int8 keeps a 1-byte-per-dimension copy "
+                            "(384 B instead of 1,536 B a 384-d vector) that the graph search scores with; "
+                            "the originals stay for rescoring. Edge and server alike; built by the "
+                            "optimizer, so it covers indexed segments (Edge: after `optimize()`).")
+    quantization_always_ram: bool = Field(True, description="Keep the int8 copy pinned in RAM (the originals "
+                                                            "can then sit on disk: on_disk_vectors).")
+    quantization_rescore: bool = Field(True, description="Rescore the int8 candidates with the original "
+                                                         "vectors at query time (recall back to ~float).")
+    quantization_oversampling: float = Field(2.0, ge=1.0, description="Candidates fetched per wanted hit "
+                                                                      "before rescoring (Qdrant's "
+                                                                      "`oversampling`).")
+    on_disk_payload: bool = Field(True, description="Keep payloads on disk (memory-mapped), out of RAM; the "
+                                                    "payload indexes stay in RAM. Both engines' default.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant for hybrid search.")
     sync_batch_size: int = Field(256, ge=1, description="Records per sync step (embedding + upsert).")
     wait_seconds: float = Field(600, ge=0, description="How long a command waits for another process (`oncolit "

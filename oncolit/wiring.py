@@ -154,8 +154,11 @@ def export_onnx_model(settings: Settings) -> dict[str, Path]:
 def make_store(settings: Settings) -> Store:
     """The configured vector store (no collection opened yet)."""
     ix = settings.index
-    common: dict[str, Any] = dict(on_disk_vectors=ix.on_disk_vectors, hnsw_m=ix.hnsw_m, hnsw_ef_construct=ix.hnsw_ef_construct,
-                  full_scan_threshold=ix.full_scan_threshold, rrf_k=ix.rrf_k)
+    common: dict[str, Any] = dict(
+        on_disk_vectors=ix.on_disk_vectors, hnsw_m=ix.hnsw_m, hnsw_ef_construct=ix.hnsw_ef_construct,
+        full_scan_threshold=ix.full_scan_threshold, rrf_k=ix.rrf_k, hnsw_ef=ix.hnsw_ef, quantization=ix.quantization,
+        quantization_always_ram=ix.quantization_always_ram, quantization_rescore=ix.quantization_rescore,
+        quantization_oversampling=ix.quantization_oversampling, on_disk_payload=ix.on_disk_payload)
     if ix.backend == "edge":
         from index.store_edge import EdgeStore
         return EdgeStore(settings.index_dir, **common)

@@ -29,10 +29,19 @@ BM25 = BM25Encoder()
 StoreFactory = Callable[[], Store]
 
 
+# The lean-index settings (int8 quantization with rescoring, a query-time beam) must not change
+# what any contract test sees: each store runs the contract both plain and quantized.
+INT8 = dict(quantization="int8", quantization_oversampling=2.0, hnsw_ef=64)
+KINDS = ["edge", "edge-int8", "qdrant-local", "qdrant-local-int8"]
+# Local mode is brute force and says so (once) when a query carries search params a server would use.
+pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
+
+
 def _make(kind: str, root: Path) -> Store:
-    if kind == "edge":
-        return EdgeStore(root / "edge")
-    return QdrantStore(path=root / "qdrant")
+    extra: dict = INT8 if kind.endswith("-int8") else {}  # type: ignore[type-arg]
+    if kind.startswith("edge"):
+        return EdgeStore(root / "edge", **extra)
+    return QdrantStore(path=root / "qdrant", **extra)
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +54,11 @@ def edge_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "contract"
 
 
-@pytest.fixture(params=["edge", "qdrant-local"])
+@pytest.fixture(params=KINDS)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path, edge_template: Path) -> Iterator[StoreFactory]:
     """A factory for stores on one directory: calling it again is "reopen after close"."""
     opened: list[Store] = []
-    if request.param == "edge":
+    if request.param.startswith("edge"):
         shutil.copytree(edge_template, tmp_path / "edge" / "contract")
 
     def factory() -> Store:
@@ -204,12 +213,12 @@ def test_resync_of_new_version_replaces_stale_points(store: Store) -> None:
 # -- filters ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["edge", "qdrant-local"])
+@pytest.fixture(scope="module", params=KINDS)
 def filtered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              edge_template: Path) -> Iterator[Store]:
     """Six records, all near the query, differing only in payload; built once per backend, read only."""
     root = tmp_path_factory.mktemp("filtered")
-    if request.param == "edge":
+    if request.param.startswith("edge"):
         shutil.copytree(edge_template, root / "edge" / "contract")
     store = _make(request.param, root)
     store.ensure_collection("contract", DIM)
@@ -429,3 +438,104 @@ def test_rrf_fuse_formula() -> None:
     assert [h.id for h in fused] == ["b", "a", "c"]
     assert fused[0].score == pytest.approx(1 / 61 + 1 / 60)
     assert rrf_fuse([[a], [b]], limit=1, weights=[1.0, 3.0])[0].id == "b"
+
+
+# -- the lean index: int8 quantization, query-time ef, payload on disk --------------------------
+
+
+def test_edge_int8_with_rescoring_keeps_recall_at_10(tmp_path: Path) -> None:
+    """5,000 clustered 384-d points (the embedder's width), HNSW and the int8 copy built by `optimize()`:
+    the quantized, rescored search finds ≥ 98% of the exact top 10 (numpy cosine over all points). The
+    same shard reopened without rescoring scores lower (0.96 when written): the query-time parameters
+    reach the engine, and the int8 copy is what the graph search used."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((40, 384))
+    data = (centres[rng.integers(0, 40, 5000)] + 0.7 * rng.standard_normal((5000, 384))).astype(np.float32)
+    queries = (centres[rng.integers(0, 40, 40)] + 0.7 * rng.standard_normal((40, 384))).astype(np.float32)
+    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    exact = [set(np.argsort(-(unit @ (q / np.linalg.norm(q))))[:10].tolist()) for q in queries]
+
+    def recall(store: EdgeStore) -> float:
+        found = [{h.payload["n"] for h in store.search(q, None, mode="dense", limit=10)} for q in queries]
+        return float(np.mean([len(e & f) / 10 for e, f in zip(exact, found, strict=True)]))
+
+    # indexing_threshold_kb below the 7.5 MB of vectors, so the optimizer indexes and quantizes this segment.
+    with EdgeStore(tmp_path / "edge", indexing_threshold_kb=1000, **INT8) as store:  # type: ignore[arg-type]
+        store.ensure_collection("lean", 384)
+        store.upsert([Point(point_id(f"pubmed:{n}", 1, 0), data[n], BM25.encode_document(""), {"n": n})
+                      for n in range(len(data))])
+        store.optimize()
+        assert store.info()["indexed_vectors"] == 5000  # the graph is walked, not a full scan
+        assert list((tmp_path / "edge" / "lean").rglob("quantized.data")), "no int8 copy was built"
+        rescored = recall(store)
+    with EdgeStore(tmp_path / "edge", quantization_rescore=False, **INT8) as raw:  # type: ignore[arg-type]
+        raw.ensure_collection("lean", 384)
+        unrescored = recall(raw)
+    assert rescored >= 0.98
+    assert unrescored < rescored
+
+
+def test_edge_quantizes_an_existing_index_at_its_next_optimize(tmp_path: Path) -> None:
+    """Turning `index.quantization` on for an index built without it: the reopened shard's next
+    `optimize()` rebuilds its indexed segment with the int8 copy (no rebuild from the catalog)."""
+    data = np.random.default_rng(3).standard_normal((2000, 384)).astype(np.float32)
+    with EdgeStore(tmp_path / "edge", indexing_threshold_kb=1000) as plain:
+        plain.ensure_collection("lean", 384)
+        plain.upsert([Point(point_id(f"pubmed:{n}", 1, 0), data[n], BM25.encode_document(""), {"n": n})
+                      for n in range(len(data))])
+        plain.optimize()
+        assert plain.info()["indexed_vectors"] == 2000
+    assert not list((tmp_path / "edge").rglob("quantized.data"))
+    with EdgeStore(tmp_path / "edge", indexing_threshold_kb=1000, **INT8) as lean:  # type: ignore[arg-type]
+        lean.ensure_collection("lean", 384)
+        lean.optimize()
+        assert lean.count() == 2000 and lean.info()["indexed_vectors"] == 2000
+        assert list((tmp_path / "edge").rglob("quantized.data"))
+        assert lean.search(data[17], None, mode="dense", limit=1)[0].payload["n"] == 17
+
+
+def test_qdrant_store_asks_the_server_for_int8_and_rescoring(tmp_path: Path) -> None:
+    """Local mode drops a collection's quantization and ignores search params, so what a server would
+    receive is checked here: the create-collection arguments and the query's search params."""
+    with QdrantStore(path=tmp_path / "q", on_disk_vectors=True, quantization_always_ram=True,
+                     **INT8) as store:  # type: ignore[arg-type]
+        params = store.collection_params(384)
+        quant = params["quantization_config"]
+        assert quant.scalar.type == "int8" and quant.scalar.always_ram is True
+        assert params["on_disk_payload"] is True and params["vectors_config"]["dense"].on_disk is True
+        sp = store.search_params
+        assert sp is not None and sp.hnsw_ef == 64
+        assert sp.quantization is not None and sp.quantization.rescore is True and sp.quantization.oversampling == 2.0
+    with QdrantStore(path=tmp_path / "plain", on_disk_payload=False) as plain:
+        assert plain.collection_params(384)["quantization_config"] is None and plain.search_params is None
+        assert plain.collection_params(384)["on_disk_payload"] is False
+    with pytest.raises(StoreError, match="int8"):
+        QdrantStore(path=tmp_path / "bad", quantization="int4")
+    with pytest.raises(StoreError, match="int8"):
+        EdgeStore(tmp_path / "bad", quantization="pq")
+
+
+def test_make_store_carries_the_index_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from oncolit.settings import Settings
+    from oncolit.wiring import make_store
+
+    monkeypatch.setenv("ONCOLIT_INDEX__QUANTIZATION", "int8")
+    monkeypatch.setenv("ONCOLIT_INDEX__HNSW_EF", "96")
+    monkeypatch.setenv("ONCOLIT_INDEX__QUANTIZATION_OVERSAMPLING", "3")
+    edge = make_store(Settings())
+    assert isinstance(edge, EdgeStore) and edge.search_params is not None
+    assert edge.search_params.hnsw_ef == 96
+    assert edge.search_params.quantization is not None and edge.search_params.quantization.oversampling == 3.0
+    assert edge.quantization is not None
+    monkeypatch.setenv("ONCOLIT_INDEX__BACKEND", "qdrant")
+    monkeypatch.setenv("ONCOLIT_INDEX__QDRANT_URL", "http://127.0.0.1:1")  # never contacted: nothing is opened
+    monkeypatch.setenv("ONCOLIT_INDEX__ON_DISK_PAYLOAD", "false")
+    server = make_store(Settings())
+    assert isinstance(server, QdrantStore)
+    assert server.collection_params(384)["quantization_config"].scalar.type == "int8"
+    assert server.collection_params(384)["on_disk_payload"] is False
+    monkeypatch.setenv("ONCOLIT_INDEX__QUANTIZATION", "int4")
+    with pytest.raises(ValidationError, match="int8"):
+        Settings()
