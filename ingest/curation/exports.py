@@ -331,6 +331,8 @@ def render(fmt: str, records: Sequence[BaseModel], extras: dict[str, dict[str, A
         return to_csv(records, extras), []
     if fmt in ("bibtex", "csljson"):
         from ingest.curation.exports_cite import to_bibtex, to_csl_json  # it builds on this module
+        from ingest.records import Article, Trial
 
-        return (to_bibtex if fmt == "bibtex" else to_csl_json)(records, extras), []
+        citable = [r for r in records if isinstance(r, (Article, Trial))]  # what the catalog returns
+        return (to_bibtex if fmt == "bibtex" else to_csl_json)(citable, extras), []
     raise CurationError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -16,10 +16,10 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
-
 from ingest.curation.exports import url_of
 from ingest.records import Article, Trial
+
+Citable = Article | Trial  # what the catalog holds
 
 # LaTeX's special characters as commands: braces become commands too, so every value has balanced braces
 # whatever the record says (BibTeX counts braces even after a backslash).
@@ -53,7 +53,7 @@ def _ascii_word(text: str) -> str:
     return re.sub(r"[^A-Za-z]", "", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode())
 
 
-def cite_key(record: BaseModel) -> str:
+def cite_key(record: Citable) -> str:
     """`Flaherty2012-22663011`, `NCT02576665`: readable, and unique because the record's own id ends it."""
     if isinstance(record, Trial):
         return record.nct_id
@@ -76,7 +76,7 @@ def _bib_author(author: Any) -> str | None:
     return f"{last}, {tex(author.fore_name)}" if author.fore_name else last
 
 
-def _bib_fields(record: BaseModel, extra: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+def _bib_fields(record: Citable, extra: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     fields: list[tuple[str, str]] = []
 
     def add(name: str, value: Any, *, raw: bool = False) -> None:
@@ -130,7 +130,7 @@ def _bib_fields(record: BaseModel, extra: dict[str, Any]) -> tuple[str, list[tup
     return entry_type, fields
 
 
-def to_bibtex(records: Iterable[BaseModel], extras: dict[str, dict[str, Any]] | None = None) -> str:
+def to_bibtex(records: Iterable[Citable], extras: dict[str, dict[str, Any]] | None = None) -> str:
     """One `@article`/`@book`/`@misc` entry per record, keyed by `cite_key`, values in braces."""
     out: list[str] = []
     for record in records:
@@ -153,7 +153,7 @@ def _csl_author(author: Any) -> dict[str, str] | None:
     return name
 
 
-def csl_item(record: BaseModel, extra: dict[str, Any]) -> dict[str, Any]:
+def csl_item(record: Citable, extra: dict[str, Any]) -> dict[str, Any]:
     """One CSL-JSON item (the citeproc data model): `id` is the OncoLit record id."""
     tags = [f"oncolit:{t}" for t in extra.get("tags", [])]
     notes = [one_line(n) for n in extra.get("notes", []) if one_line(n)]
@@ -192,7 +192,7 @@ def csl_item(record: BaseModel, extra: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v not in (None, "", [])}
 
 
-def to_csl_json(records: Iterable[BaseModel], extras: dict[str, dict[str, Any]] | None = None) -> str:
+def to_csl_json(records: Iterable[Citable], extras: dict[str, dict[str, Any]] | None = None) -> str:
     """A CSL-JSON array (what Zotero imports and `pandoc --citeproc` reads)."""
     items = [csl_item(r, (extras or {}).get(r.record_id, {})) for r in records]
     return json.dumps(items, ensure_ascii=False, indent=2) + "\n"

@@ -19,7 +19,7 @@ def ask(
     until: str = typer.Option(None, help="Only records published on or before (YYYY-MM-DD)."),
     design: list[str] = typer.Option([], help="Study design (rct, meta_analysis, cohort, ...); repeatable."),
     type_: str = typer.Option(None, "--type", help="article or trial."),
-    limit: int = typer.Option(8, min=1, max=20, help="Records retrieved to answer from."),
+    limit: int = typer.Option(8, "--limit", "-n", min=1, max=20, help="Records retrieved to answer from."),
     backend: str = typer.Option(None, help=f"LLM backend ({', '.join(BACKENDS)}); default from settings. "
                                            "'none' answers with verbatim quotes, no model needed."),
     model: str = typer.Option(None, help="Model (registry name or path); default from settings."),

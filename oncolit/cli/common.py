@@ -40,7 +40,11 @@ def exit_with(code: int, message: str) -> None:
     if code != EXIT_OK:
         sys.stderr.write(f"{message}\n")
         raise typer.Exit(code)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+# What a new user sees instead of "no matching records" / a table of zeros when nothing was ingested yet.
+EMPTY_CATALOG = ("the catalog is empty: run `oncolit ingest pubmed --query \"melanoma\"` (or `oncolit ingest ctgov "
+                 "--query ...`, or `oncolit demo` for the recorded data) first, then `oncolit index sync`")
+
+JsonOpt = typer.Option(False, "--json", "-j", help="Print machine-readable JSON on stdout.")
 
 
 @lru_cache(maxsize=1)

@@ -67,7 +67,7 @@ def _params(values: list[str]) -> dict[str, str]:
 # ================================================================================ review
 @app.command("queue")
 def queue(sort: str = typer.Option("newest", help="newest | relevance | evidence"),
-          limit: int = typer.Option(20, min=1, max=500), offset: int = typer.Option(0, min=0),
+          limit: int = typer.Option(20, "--limit", "-n", min=1, max=500), offset: int = typer.Option(0, min=0),
           kind: str = typer.Option(None, help="article | trial"), as_json: bool = JsonOpt) -> None:
     """Records awaiting review.
 
@@ -242,7 +242,7 @@ def export(fmt: str = typer.Option("ris", "--format", "-f", help="ris | nbib | c
 def audit(entity: str = typer.Option(None, help="search | rule | record | user | key"),
           entity_id: str = typer.Option(None, "--id", help="e.g. pubmed:12345678, a rule number, a search name"),
           who: str = typer.Option(None, "--actor", help="Only changes by this user."),
-          limit: int = typer.Option(50, min=1),
+          limit: int = typer.Option(50, "--limit", "-n", min=1),
           export_to: Path = typer.Option(None, "--export", help="Write the whole log to this file."),
           fmt: str = typer.Option("jsonl", "--format", help="Export format: jsonl | csv."),
           as_json: bool = JsonOpt) -> None:
