@@ -26,7 +26,8 @@ def _one_error_line(proc, code: int) -> str:
 
 
 @pytest.mark.parametrize("args", [("search", "melanoma"), ("search", "melanoma", "-j", "-n", "3"),
-                                  ("search", "melanoma", "--mode", "sparse")])
+                                  ("search", "melanoma", "--mode", "sparse"), ("grade", "pubmed:22663011"),
+                                  ("extract", "pubmed:22663011", "-j"), ("ask", "does trametinib work?")])
 def test_search_on_an_empty_catalog_says_to_run_ingest_first(args: tuple[str, ...]) -> None:
     proc = run_cli(*args, check=False)
     line = _one_error_line(proc, 1)

@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from ingest.errors import UsageError
-from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_range
+from ingest.errors import CatalogError, UsageError
+from oncolit.cli.common import EMPTY_CATALOG, JsonOpt, catalog_is_empty, cli_resources, emit, get_settings, parse_range
 from synthesis.llm import BACKENDS
 
 
@@ -44,6 +44,8 @@ def ask(
     request = AskRequest(question=question, type=type_, since=start, until=end, design=design, limit=limit,
                          extractive=backend == "none")
     settings = get_settings()
+    if catalog_is_empty(settings, open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     owner = serving_owner(settings)
     if owner is not None and (model is not None or backend not in (None, "none")):
         raise UsageError(f"{owner.describe()} holds the index and answers with its own model: drop --backend/"

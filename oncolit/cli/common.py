@@ -65,6 +65,17 @@ def cli_resources(*, backend: str | None = None, model: str | None = None,
         yield res
 
 
+def catalog_is_empty(settings: Settings, *, open_it: bool) -> bool:
+    """No active record: the answer to "why did search find nothing" that a new user needs. A SQLite catalog
+    that was never created answers without opening anything (free before a search); `open_it` also counts."""
+    if not settings.catalog_url and not (settings.data_dir / "catalog.sqlite").exists():
+        return True
+    if not open_it:
+        return False
+    with open_catalog() as catalog:
+        return bool(catalog.stats()["total"]["active"] == 0)
+
+
 @contextmanager
 def open_catalog() -> Iterator[Catalog]:
     """Just the catalog (the `Resources` of a command that needs nothing else)."""

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ingest.errors import CatalogError, UsageError
-from oncolit.cli.common import (EMPTY_CATALOG, EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
+from oncolit.cli.common import (EMPTY_CATALOG, EXIT_MISMATCH, catalog_is_empty, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
                                 open_catalog, parse_range, progress_bar)
 
 # The index, curation and store modules are imported inside the commands: `oncolit search --mode sparse` and
@@ -147,17 +147,6 @@ def hit_text(r: dict[str, Any]) -> str:
     return "\n".join([head, "    " + " · ".join(safe_text(str(f)) for f in facts if f),
                       "    " + safe_text(r["passage"][:300]),
                       f"    {r['record_id']}  {record_link(r['record_id'])}"])
-
-
-def catalog_is_empty(settings: Any, *, open_it: bool) -> bool:
-    """No active record: the answer to "why did search find nothing" that a new user needs. A SQLite catalog
-    that was never created answers without opening anything (free before a search); `open_it` also counts."""
-    if not settings.catalog_url and not (settings.data_dir / "catalog.sqlite").exists():
-        return True
-    if not open_it:
-        return False
-    with open_catalog() as catalog:
-        return bool(catalog.stats()["total"]["active"] == 0)
 
 
 def search(

@@ -15,7 +15,17 @@ from typing import Any
 import typer
 
 from ingest.catalog import Catalog
-from oncolit.cli.common import JsonOpt, cli_resources, emit, parse_day, progress_bar
+from ingest.errors import CatalogError
+from oncolit.cli.common import (
+    EMPTY_CATALOG,
+    JsonOpt,
+    catalog_is_empty,
+    cli_resources,
+    emit,
+    get_settings,
+    parse_day,
+    progress_bar,
+)
 from oncolit.ids import normalise_id
 from synthesis import store
 from synthesis.extract import DEFAULT_MAX_TOKENS, REGISTRY, TRIAL_ID, ExtractionResult, article_cache_key
@@ -58,6 +68,8 @@ def extract(
       oncolit extract --since 2026-11-01 --limit 200
     """
     day = parse_day(since, "--since")
+    if catalog_is_empty(get_settings(), open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     with cli_resources(backend=backend, model=model, extractive_if_missing=True) as res:
         llm = res.llm  # first: a model that cannot load fails before the catalog is touched
         models = res.findings_models
@@ -194,6 +206,8 @@ def grade(
       oncolit grade pubmed:22663011 --backend none
       oncolit grade NCT02576665 --json
     """
+    if catalog_is_empty(get_settings(), open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     with cli_resources(backend=backend, model=model, extractive_if_missing=True) as res:
         llm = res.llm  # first: a model that cannot load fails before the catalog is touched
         result, graded = store.extract_cached(res.catalog, normalise_id(record_id), llm,
