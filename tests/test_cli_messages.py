@@ -107,3 +107,12 @@ def test_help_examples_keep_their_lines_and_indents(args: tuple[str, ...], lines
     start = shown.index("Examples:")
     for offset, expected in enumerate(lines):
         assert shown[start + offset].startswith(expected), (offset, shown[start:start + len(lines)])
+
+
+def test_the_demo_ends_with_next_steps_naming_its_files() -> None:
+    from oncolit.cli.demo_cmd import next_steps
+
+    lines = next_steps([{"subscriber": "demo.oncologist@example.org", "items": 9,
+                         "files": {"html": "/d/demo-digests/x.html", "eml": "/d/demo-digests/x.eml"}}])
+    assert lines[0] == "next:" and lines[1].endswith("/d/demo-digests/x.html") and lines[2].endswith("x.eml")
+    assert any("oncolit search" in line for line in lines) and any("oncolit serve" in line for line in lines)
