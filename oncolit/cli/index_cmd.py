@@ -8,8 +8,8 @@ from typing import Any
 import typer
 
 from ingest.errors import CatalogError, UsageError
-from oncolit.cli.common import (EMPTY_CATALOG, EXIT_MISMATCH, catalog_is_empty, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
-                                open_catalog, parse_range, progress_bar)
+from oncolit.cli.common import (EMPTY_CATALOG, EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, catalog_is_empty, check_limit, emit,
+                                exit_with, get_settings, open_catalog, parse_range, progress_bar)
 
 # The index, curation and store modules are imported inside the commands: `oncolit search --mode sparse` and
 # `oncolit index --help` must not pay for what another command needs (numpy, qdrant, the catalog's tables).
