@@ -69,6 +69,15 @@ def test_cli_acts_as_the_named_user_and_everything_is_audited(cli, tmp_path: Pat
     run("export", "--format", "ris", "--out", str(out), "--tag", "melanoma")
     [entry] = rispy.loads(out.read_text(encoding="utf-8"))
     assert entry["id"] == NEJM and "oncolit:melanoma" in entry["keywords"]
+    [note] = entry["notes"]
+    assert note.startswith("lib ") and note.endswith(": Pivotal trial"), "the librarian's notes go out"
+    for fmt, name in (("nbib", "set.nbib"), ("bibtex", "set.bib"), ("csljson", "set.json"), ("csv", "set.csv")):
+        run("export", "--format", fmt, "--out", str(tmp_path / name), "--tag", "melanoma")
+    assert f"GN  - {note}" in (tmp_path / "set.nbib").read_text(encoding="utf-8")
+    assert f"  note = {{{note}}}" in (tmp_path / "set.bib").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "set.json").read_text(encoding="utf-8"))[0]["note"] == note
+    assert (tmp_path / "set.csv").read_bytes().startswith(b"\xef\xbb\xbfrecord_id,")
+    assert run("export", "--format", "docx", ok=False).exit_code == 2
     audit_file = tmp_path / "audit.jsonl"
     run("audit", "--export", str(audit_file))
     entries = [json.loads(line) for line in audit_file.read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""Curated sets out (RIS, PubMed MEDLINE `.nbib`, CSV) and id lists in.
+"""Curated sets out (RIS, PubMed MEDLINE `.nbib`, CSV; BibTeX and CSL-JSON in `exports_cite`) and id lists in.
 
 RIS and MEDLINE are written here, one value per tag line, whitespace collapsed, so that reference
 managers (Zotero, EndNote) and third-party parsers read back exactly what was written. MEDLINE is
@@ -19,12 +19,15 @@ from pydantic import BaseModel
 from ingest.curation.rules import CurationError, normalise_record_id
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-FORMATS = ("ris", "nbib", "csv")
+FORMATS = ("ris", "nbib", "csv", "bibtex", "csljson")
 MEDIA_TYPES = {"ris": "application/x-research-info-systems", "nbib": "application/nbib",
-               "csv": "text/csv"}
+               "csv": "text/csv", "bibtex": "application/x-bibtex", "csljson": "application/vnd.citationstyles.csl+json"}
+SUFFIXES = {"ris": ".ris", "nbib": ".nbib", "csv": ".csv", "bibtex": ".bib", "csljson": ".json"}
+# Excel reads a CSV file as the machine's legacy code page unless it starts with a UTF-8 byte order mark.
+CSV_BOM = "\ufeff"
 CSV_COLUMNS = ["record_id", "type", "pmid", "nct_id", "title", "authors", "journal", "year", "published",
                "volume", "issue", "pages", "doi", "publication_types", "trial_status", "phases", "url",
-               "decision", "tags", "pinned_topics", "abstract"]
+               "decision", "tags", "pinned_topics", "abstract", "notes"]
 
 
 def one_line(text: str | None) -> str:
@@ -252,7 +255,8 @@ def csv_row(record: BaseModel, extra: dict[str, Any]) -> dict[str, str]:
     kind = getattr(record, "kind", "")
     row: dict[str, Any] = {"record_id": record.record_id, "type": kind, "url": url_of(record),
                            "decision": extra.get("decision", ""), "tags": "; ".join(extra.get("tags", [])),
-                           "pinned_topics": "; ".join(extra.get("topics", []))}
+                           "pinned_topics": "; ".join(extra.get("topics", [])),
+                           "notes": " | ".join(one_line(n) for n in extra.get("notes", []) if one_line(n))}
     if kind == "trial":
         t = record
         posted = t.first_posted.as_date() if t.first_posted else None  # type: ignore[attr-defined]
@@ -276,7 +280,10 @@ def csv_row(record: BaseModel, extra: dict[str, Any]) -> dict[str, str]:
 
 
 def to_csv(records: Iterable[BaseModel], extras: dict[str, dict[str, Any]] | None = None) -> str:
+    """CRLF rows after a UTF-8 byte order mark (`CSV_BOM`), so Excel shows accents and Greek letters right;
+    Python reads it back with `encoding="utf-8-sig"`."""
     buf = io.StringIO()
+    buf.write(CSV_BOM)
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for record in records:
@@ -322,4 +329,10 @@ def render(fmt: str, records: Sequence[BaseModel], extras: dict[str, dict[str, A
         return to_medline(records, extras)
     if fmt == "csv":
         return to_csv(records, extras), []
+    if fmt in ("bibtex", "csljson"):
+        from ingest.curation.exports_cite import to_bibtex, to_csl_json  # it builds on this module
+        from ingest.records import Article, Trial
+
+        citable = [r for r in records if isinstance(r, (Article, Trial))]  # what the catalog returns
+        return (to_bibtex if fmt == "bibtex" else to_csl_json)(citable, extras), []
     raise CurationError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

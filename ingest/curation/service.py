@@ -1024,7 +1024,8 @@ class Curation:
         return self.visible(ids) if status != "excluded" else list(ids)
 
     def export(self, fmt: str, record_ids: Sequence[str]) -> tuple[str, list[str]]:
-        """(file text, ids left out) for these records in RIS, MEDLINE (.nbib) or CSV."""
+        """(file text, ids left out) for these records in RIS, MEDLINE (.nbib), CSV, BibTeX or CSL-JSON, with
+        the librarian's tags and notes (RIS `N1`, MEDLINE `GN`, BibTeX/CSL `note`, the CSV `notes` column)."""
         models = [self.catalog.get_record(rid) for rid in record_ids]
         return exports.render(fmt, models, self._extras(record_ids))
 
@@ -1041,6 +1042,9 @@ class Curation:
                 for r in conn.execute(select(cs.curation_decisions).where(
                         cs.curation_decisions.c.record_id.in_(part))):
                     out[r.record_id]["decision"] = r.status
+                for r in conn.execute(select(cs.curation_notes).where(cs.curation_notes.c.record_id.in_(part))
+                                      .order_by(cs.curation_notes.c.id)):  # the librarian's work goes out too
+                    out[r.record_id]["notes"].append(f"{r.author} {r.created_at:%Y-%m-%d}: {r.text}")
         return out
 
     # ============================================================================ helpers

@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from ingest.errors import UsageError
-from oncolit.cli.common import JsonOpt, cli_resources, emit, get_settings, parse_range
+from ingest.errors import CatalogError, UsageError
+from oncolit.cli.common import EMPTY_CATALOG, JsonOpt, catalog_is_empty, cli_resources, emit, get_settings, parse_range
 from synthesis.llm import BACKENDS
 
 
@@ -19,7 +19,7 @@ def ask(
     until: str = typer.Option(None, help="Only records published on or before (YYYY-MM-DD)."),
     design: list[str] = typer.Option([], help="Study design (rct, meta_analysis, cohort, ...); repeatable."),
     type_: str = typer.Option(None, "--type", help="article or trial."),
-    limit: int = typer.Option(8, min=1, max=20, help="Records retrieved to answer from."),
+    limit: int = typer.Option(8, "--limit", "-n", min=1, max=20, help="Records retrieved to answer from."),
     backend: str = typer.Option(None, help=f"LLM backend ({', '.join(BACKENDS)}); default from settings. "
                                            "'none' answers with verbatim quotes, no model needed."),
     model: str = typer.Option(None, help="Model (registry name or path); default from settings."),
@@ -44,6 +44,8 @@ def ask(
     request = AskRequest(question=question, type=type_, since=start, until=end, design=design, limit=limit,
                          extractive=backend == "none")
     settings = get_settings()
+    if catalog_is_empty(settings, open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     owner = serving_owner(settings)
     if owner is not None and (model is not None or backend not in (None, "none")):
         raise UsageError(f"{owner.describe()} holds the index and answers with its own model: drop --backend/"

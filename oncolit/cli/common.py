@@ -40,7 +40,11 @@ def exit_with(code: int, message: str) -> None:
     if code != EXIT_OK:
         sys.stderr.write(f"{message}\n")
         raise typer.Exit(code)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+# What a new user sees instead of "no matching records" / a table of zeros when nothing was ingested yet.
+EMPTY_CATALOG = ("the catalog is empty: run `oncolit ingest pubmed --query \"melanoma\"` (or `oncolit ingest ctgov "
+                 "--query ...`, or `oncolit demo` for the recorded data) first, then `oncolit index sync`")
+
+JsonOpt = typer.Option(False, "--json", "-j", help="Print machine-readable JSON on stdout.")
 
 
 @lru_cache(maxsize=1)
@@ -59,6 +63,17 @@ def cli_resources(*, backend: str | None = None, model: str | None = None,
     with open_resources(get_settings(), backend=backend, model=model,
                         extractive_if_missing=extractive_if_missing) as res:
         yield res
+
+
+def catalog_is_empty(settings: Settings, *, open_it: bool) -> bool:
+    """No active record: the answer to "why did search find nothing" that a new user needs. A SQLite catalog
+    that was never created answers without opening anything (free before a search); `open_it` also counts."""
+    if not settings.catalog_url and not (settings.data_dir / "catalog.sqlite").exists():
+        return True
+    if not open_it:
+        return False
+    with open_catalog() as catalog:
+        return bool(catalog.stats()["total"]["active"] == 0)
 
 
 @contextmanager

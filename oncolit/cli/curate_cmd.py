@@ -67,7 +67,7 @@ def _params(values: list[str]) -> dict[str, str]:
 # ================================================================================ review
 @app.command("queue")
 def queue(sort: str = typer.Option("newest", help="newest | relevance | evidence"),
-          limit: int = typer.Option(20, min=1, max=500), offset: int = typer.Option(0, min=0),
+          limit: int = typer.Option(20, "--limit", "-n", min=1, max=500), offset: int = typer.Option(0, min=0),
           kind: str = typer.Option(None, help="article | trial"), as_json: bool = JsonOpt) -> None:
     """Records awaiting review.
 
@@ -204,17 +204,27 @@ def import_(path: str = typer.Argument(..., help="File of PMIDs / NCT ids (any s
 
 
 @app.command("export")
-def export(fmt: str = typer.Option("ris", "--format", help="ris | nbib | csv"),
+def export(fmt: str = typer.Option("ris", "--format", "-f", help="ris | nbib | csv | bibtex | csljson"),
            out: Path = typer.Option(None, "--out", help="File to write (default: stdout)."),
            status: str = typer.Option("approved", help="approved | excluded | any"),
            tag: str = typer.Option(None, help="Only records with this tag."),
            topic: str = typer.Option(None, help="Only records pinned to this topic.")) -> None:
-    """Export a curated set for Zotero/EndNote (RIS, PubMed .nbib) or spreadsheets (CSV).
+    """Export a curated set for Zotero/EndNote (RIS, PubMed .nbib), LaTeX (BibTeX), Zotero/Pandoc (CSL-JSON)
+    or spreadsheets (CSV, with a byte order mark so Excel reads UTF-8).
+
+    Librarian tags and notes go out too: RIS KW/N1, MEDLINE OT/GN, BibTeX keywords/note, CSL keyword/note,
+    the CSV tags/notes columns.
 
     Examples:
       oncolit curate export --format ris --out melanoma.ris --tag melanoma
       oncolit curate export --format nbib --out approved.nbib
+      oncolit curate export --format bibtex --out approved.bib
+      oncolit curate export --format csljson --out approved.json
     """
+    from ingest.curation.exports import FORMATS
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format is one of {', '.join(FORMATS)}, not {fmt!r}")
     with curation() as cur:
         ids = cur.curated(status=status, tag=tag, topic=topic)
         text, skipped = cur.export(fmt, ids)
@@ -232,7 +242,7 @@ def export(fmt: str = typer.Option("ris", "--format", help="ris | nbib | csv"),
 def audit(entity: str = typer.Option(None, help="search | rule | record | user | key"),
           entity_id: str = typer.Option(None, "--id", help="e.g. pubmed:12345678, a rule number, a search name"),
           who: str = typer.Option(None, "--actor", help="Only changes by this user."),
-          limit: int = typer.Option(50, min=1),
+          limit: int = typer.Option(50, "--limit", "-n", min=1),
           export_to: Path = typer.Option(None, "--export", help="Write the whole log to this file."),
           fmt: str = typer.Option("jsonl", "--format", help="Export format: jsonl | csv."),
           as_json: bool = JsonOpt) -> None:

@@ -110,4 +110,21 @@ def demo(
     text += "\ndigest: " + "; ".join(f"{r['subscriber']}: {r['items']} items -> {r['files'].get('eml', r['status'])}" for r in written)
     ans = report["answer"]
     text += f"\nask {DEMO_ASK!r}:\n  {ans['answer'][:600]}\n  cites: {', '.join(c['id'] for c in ans['citations'])}"
-    emit(report, as_json, f"{text}\ncatalog: {json.dumps(report['catalog']['total'])}\ndata dir: {settings.data_dir}")
+    emit(report, as_json, f"{text}\ncatalog: {json.dumps(report['catalog']['total'])}\ndata dir: {settings.data_dir}\n"
+         + "\n".join(next_steps(written)))
+
+
+def next_steps(digests: list[dict[str, Any]]) -> list[str]:
+    """What to open and run after the demo: its digest files and the commands that read what it built."""
+    lines = ["next:"]
+    for r in digests:
+        files = r.get("files", {})
+        if files.get("html"):
+            lines.append(f"  open the digest in a browser:    {files['html']}")
+        if files.get("eml"):
+            lines.append(f"  or in a mail client:             {files['eml']}")
+    lines += ["  search the catalog:              oncolit search \"trametinib melanoma\" -n 5",
+              "  grade a record, and why:         oncolit grade pubmed:22663011",
+              "  the API and librarian pages:     oncolit serve  (then http://127.0.0.1:8000/docs, /librarian/)",
+              "  a first admin and key:           see README, \"The first admin, a key, and logging in\""]
+    return lines

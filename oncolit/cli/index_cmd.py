@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from ingest.errors import UsageError
-from oncolit.cli.common import (EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, check_limit, emit, exit_with, get_settings,
-                                open_catalog, parse_range, progress_bar)
+from ingest.errors import CatalogError, UsageError
+from oncolit.cli.common import (EMPTY_CATALOG, EXIT_MISMATCH, EXIT_PARTIAL, JsonOpt, catalog_is_empty, check_limit, emit,
+                                exit_with, get_settings, open_catalog, parse_range, progress_bar)
 
 # The index, curation and store modules are imported inside the commands: `oncolit search --mode sparse` and
 # `oncolit index --help` must not pay for what another command needs (numpy, qdrant, the catalog's tables).
@@ -91,7 +91,9 @@ def export_onnx(as_json: bool = JsonOpt) -> None:
     float rounding, the same collection and cache, and no torch to load (about 1 s a search instead of 7).
     Passages are still embedded by the configured backend. The exports are kept in <data dir>/models/onnx.
 
-    Examples: oncolit index export-onnx ; oncolit index export-onnx --json
+    Examples:
+      oncolit index export-onnx
+      oncolit index export-onnx --json
     """
     from oncolit.wiring import export_onnx_model
 
@@ -168,7 +170,7 @@ def search(
                                                                    "(NSCLC <-> non-small cell lung cancer, brand <-> "
                                                                    "generic names) to the query (default: the "
                                                                    "search.expand_queries setting)."),
-    limit: int = typer.Option(10, help="How many records."),
+    limit: int = typer.Option(10, "--limit", "-n", help="How many records."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Search the evidence base: ranked records with scores and the matching passage.
@@ -191,6 +193,8 @@ def search(
                             include_retracted=include_retracted, mode=mode, rerank=rerank, expand=expand,
                             limit=limit)
     settings = get_settings()
+    if catalog_is_empty(settings, open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     if rerank and settings.search.reranker == "none":
         raise UsageError("--rerank needs a reranker: set search.reranker to 'shipped' "
                          "(ONCOLIT_SEARCH__RERANKER=shipped) or to an artifact folder")
@@ -200,6 +204,8 @@ def search(
 
         with open_resources(settings) as res:  # the curated searcher: a record excluded a second ago is not shown
             data = search_payload(res.searcher, request)
+    if not data["results"] and catalog_is_empty(settings, open_it=True):
+        raise CatalogError(EMPTY_CATALOG)
     text = "\n\n".join(hit_text(r) for r in data["results"]) or "no matching records"
     if data["expansions"]:
         text = "also searched: " + "; ".join(f"{e['matched']} -> {e['synonym']}" for e in data["expansions"]) \

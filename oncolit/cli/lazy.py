@@ -31,15 +31,36 @@ def load_target(target: Target) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def keep_indents(help_text: str | None) -> str | None:
+    """Help whose examples keep their indentation. Typer's rich help dedents everything after the first
+    paragraph as one block, by the indentation of its lines after the first: an "Examples:" paragraph right
+    after the summary loses the indent of every example under it. A blank line in front of that block makes
+    it the block's first line, so the indents are measured from "Examples:" itself (and the blank is
+    dropped). Line breaks are kept either way; `tests/test_cli_messages.py` checks the rendered help."""
+    if not help_text:
+        return help_text
+    first, sep, rest = help_text.partition("\n\n")
+    if not sep or rest.startswith("\n"):
+        return help_text
+    return f"{first}\n\n\n{rest}"
+
+
+def _keep_indents_everywhere(command: Any) -> Any:
+    command.help = keep_indents(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _keep_indents_everywhere(sub)
+    return command
+
+
 def build_command(name: str, obj: Any, rich_markup_mode: Any = None) -> Any:
     """The click command `Typer.add_typer(obj, name=name)` (a Typer app) or `Typer.command(name)(obj)` (a
-    function) would have mounted under `name`."""
+    function) would have mounted under `name`, with `keep_indents` help."""
     holder = typer.Typer(rich_markup_mode=rich_markup_mode)
     if isinstance(obj, typer.Typer):
         holder.add_typer(obj, name=name)
     else:
         holder.command(name)(obj)
-    return typer.main.get_group(holder).commands[name]
+    return _keep_indents_everywhere(typer.main.get_group(holder).commands[name])
 
 
 class LazyGroup(TyperGroup):

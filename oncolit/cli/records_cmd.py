@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from oncolit.cli.common import JsonOpt, echo_raw, emit, open_catalog
+from oncolit.cli.common import EMPTY_CATALOG, JsonOpt, echo_raw, emit, open_catalog
 from oncolit.ids import normalise_id
 
 app = typer.Typer(help="Inspect catalog records.", no_args_is_help=True)
@@ -18,7 +18,9 @@ def show(record_id: str, raw: bool = typer.Option(False, help="Print the stored 
          as_json: bool = JsonOpt) -> None:
     """Show one record: every parsed field, version, state, linked trials/publications.
 
-    Examples: oncolit records show pubmed:22663011 --json ; oncolit records show NCT02576665
+    Examples:
+      oncolit records show pubmed:22663011 --json
+      oncolit records show NCT02576665
     """
     rid = normalise_id(record_id)
     with open_catalog() as catalog:
@@ -54,7 +56,9 @@ def stats(as_json: bool = JsonOpt) -> None:
     if data["quarantined"]["total"]:
         rows.append(f"quarantined {data['quarantined']['total']} records that could not be stored "
                     "(kept raw, retried by each ingest run): see `oncolit records quarantine`")
-    emit(data, as_json, "\n".join(rows) or "the catalog is empty")
+    if not data["total"]["records"]:
+        rows.append(EMPTY_CATALOG)
+    emit(data, as_json, "\n".join(rows))
 
 
 @app.command("quarantine")
@@ -66,7 +70,9 @@ def quarantine(source: str = typer.Option(None, help="pubmed or ctgov (default: 
     They are kept raw and offered to the catalog again at the start of every ingest run of their
     source; a corrected revision from the source, or a parser fix, takes them out.
 
-    Examples: oncolit records quarantine --json ; oncolit records quarantine --raw pubmed:90000001
+    Examples:
+      oncolit records quarantine --json
+      oncolit records quarantine --raw pubmed:90000001
     """
     with open_catalog() as catalog:
         if raw:

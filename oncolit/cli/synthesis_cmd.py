@@ -8,13 +8,24 @@ prompt id), so re-running skips finished work and a killed batch run resumes whe
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
 import typer
 
 from ingest.catalog import Catalog
-from oncolit.cli.common import JsonOpt, cli_resources, emit, parse_day, progress_bar
+from ingest.errors import CatalogError
+from oncolit.cli.common import (
+    EMPTY_CATALOG,
+    JsonOpt,
+    catalog_is_empty,
+    cli_resources,
+    emit,
+    get_settings,
+    parse_day,
+    progress_bar,
+)
 from oncolit.ids import normalise_id
 from synthesis import store
 from synthesis.extract import DEFAULT_MAX_TOKENS, REGISTRY, TRIAL_ID, ExtractionResult, article_cache_key
@@ -36,7 +47,7 @@ def extract(
                                                     "DATE (YYYY-MM-DD)."),
     backend: str | None = BackendOpt,
     model: str | None = ModelOpt,
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Extract at most this many records."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Extract at most this many records."),
     batch_size: int = typer.Option(10, "--batch-size", min=1, help="Records stored per transaction."),
     force: bool = typer.Option(False, "--force", help="Extract again even when a cached result exists."),
     max_tokens: int = typer.Option(DEFAULT_MAX_TOKENS, "--max-tokens", min=64, help="Model output limit."),
@@ -57,6 +68,8 @@ def extract(
       oncolit extract --since 2026-11-01 --limit 200
     """
     day = parse_day(since, "--since")
+    if catalog_is_empty(get_settings(), open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     with cli_resources(backend=backend, model=model, extractive_if_missing=True) as res:
         llm = res.llm  # first: a model that cannot load fails before the catalog is touched
         models = res.findings_models
@@ -121,20 +134,46 @@ def _emit_results(results: list[tuple[ExtractionResult, Grade]], as_json: bool) 
         if f.interventions:
             lines.append(f"    arms: {'; '.join(f.interventions)}{' vs ' + f.comparator if f.comparator else ''}"
                          + (f"  (sizes: {', '.join(f'{a.name} n={a.n}' for a in f.arms)})" if f.arms else ""))
+        two_arms = [*f.interventions, f.comparator] if len(f.interventions) == 1 and f.comparator else []
         for o in f.outcomes[:8]:
-            lines.append("    " + _outcome_line(o))
+            lines.append("    " + _outcome_line(o, two_arms))
         for d in result.dropped[:10]:
             lines.append(f"    dropped {d.path}: {d.reason}")
     emit(data, as_json, "\n".join(lines))
 
 
-def _outcome_line(o: Any) -> str:
-    """One outcome for people: name, estimate with unit and CI, direction with confidence, arms, provenance."""
-    unit = f" {o.unit}" if o.unit else ""
+def _arm_label(quote: str | None, value: float | None) -> str | None:
+    """The arm a per-arm value belongs to, when its own sentence says so ("4.8 months in the trametinib group")."""
+    if not quote or value is None:
+        return None
+    number = re.escape(f"{value:g}")
+    match = re.search(rf"(?<![\d.]){number}(?![\d])[^,;.]{{0,20}}?\b(?:in|with|for|among) (?:the |those )?"
+                      r"([\w+/-]+(?: [\w+/-]+){0,3}?) (?:group|arm|cohort)s?\b", quote)
+    return match.group(1) if match else None
+
+
+def _arm_labels(o: Any, two_arms: list[str]) -> list[str | None]:
+    """A name per arm value: from its sentence, and in a two-arm study the other arm's name for the other value."""
+    labels = [_arm_label(o.quote, v) for v in o.arm_values]
+    known = [label.lower() for label in labels if label]
+    if len(two_arms) == 2 and len(labels) == 2 and len(known) == 1:
+        names = [n.lower() for n in two_arms]
+        if known[0] in names:
+            other = two_arms[1 - names.index(known[0])]
+            labels = [label or other for label in labels]
+    return labels
+
+
+def _outcome_line(o: Any, two_arms: list[str] | None = None) -> str:
+    """One outcome for people: name, estimate with its unit and CI, each arm's value named by its arm when the
+    quote names it, direction with confidence, the comparison, provenance."""
+    unit = ("" if o.unit == "%" else " ") + o.unit if o.unit else ""
     if o.value is not None:
-        value = f"{o.measure + ' ' if o.measure else ''}{o.value:g}{unit}"
+        value = f"{o.measure + ' ' if o.measure and o.measure != 'other' else ''}{o.value:g}{unit}"
     elif o.arm_values:
-        value = " vs ".join("NR" if v is None else f"{v:g}{unit}" for v in o.arm_values)
+        parts = [("NR" if v is None else f"{v:g}{unit}") + (f" ({label})" if label else "")
+                 for v, label in zip(o.arm_values, _arm_labels(o, two_arms or []))]
+        value = (f"{o.measure} " if o.measure and o.measure not in ("rate", "other") else "") + " vs ".join(parts)
     else:
         value = ""
     ci = f" (95% CI {o.ci_low:g}-{o.ci_high:g})" if o.ci_low is not None and o.ci_high is not None else ""
@@ -167,6 +206,8 @@ def grade(
       oncolit grade pubmed:22663011 --backend none
       oncolit grade NCT02576665 --json
     """
+    if catalog_is_empty(get_settings(), open_it=False):
+        raise CatalogError(EMPTY_CATALOG)
     with cli_resources(backend=backend, model=model, extractive_if_missing=True) as res:
         llm = res.llm  # first: a model that cannot load fails before the catalog is touched
         result, graded = store.extract_cached(res.catalog, normalise_id(record_id), llm,
