@@ -146,6 +146,12 @@ def test_read_routes_for_readers_and_librarian_views(env) -> None:
     r = client.get("/curation/export?format=ris", headers=auth(keys["rita"]))
     assert r.status_code == 200 and "AN  - 22663011" in r.text and "90000011" not in r.text
     assert r.headers["content-type"].startswith("application/x-research-info-systems")
+    r = client.get("/curation/export?format=csljson", headers=auth(keys["rita"]))
+    assert r.status_code == 200 and 'filename="oncolit-approved.json"' in r.headers["content-disposition"]
+    assert "22663011" in {item.get("PMID") for item in r.json()}
+    r = client.get("/curation/export?format=bibtex", headers=auth(keys["rita"]))
+    assert r.status_code == 200 and r.text.lstrip().startswith("@") and "oncolit-approved.bib" in \
+        r.headers["content-disposition"]
     body = client.get("/curation/queue", headers=auth(keys["lib"])).json()
     assert [i["record_id"] for i in body["items"]] == ["ctgov:NCT02576665"]
     assert client.get("/curation/exclusions", headers=auth(keys["lib"])).json() == {HOSTILE: "test"}
@@ -255,3 +261,6 @@ def test_rules_import_and_export_pages(env) -> None:
     r = client.get("/librarian/export?format=nbib")
     assert r.status_code == 200 and r.text.startswith("PMID- 22663011")
     assert 'filename="oncolit-approved.nbib"' in r.headers["content-disposition"]
+    r = client.get("/librarian/export?format=bibtex")
+    assert r.status_code == 200 and 'filename="oncolit-approved.bib"' in r.headers["content-disposition"]
+    assert 'value="csljson"' in client.get("/librarian/transfer").text

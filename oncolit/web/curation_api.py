@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from ingest.curation import User
-from ingest.curation.exports import FORMATS, MEDIA_TYPES
+from ingest.curation.exports import FORMATS, MEDIA_TYPES, SUFFIXES
 from ingest.source import Query as SourceQuery
 from ingest.source import Window
 from oncolit.api_routes.keys import API_KEY, BEARER
@@ -138,8 +138,8 @@ def build(state: WebState) -> APIRouter:
     def pins(request: Request, user: User = reader) -> dict[str, list[str]]:
         return state.curation(request).pins()
 
-    @router.get("/export", summary="A curated set as RIS, MEDLINE (.nbib) or CSV")
-    def export(request: Request, format: Literal["ris", "nbib", "csv"] = "ris",
+    @router.get("/export", summary="A curated set as RIS, MEDLINE (.nbib), CSV, BibTeX or CSL-JSON")
+    def export(request: Request, format: Literal["ris", "nbib", "csv", "bibtex", "csljson"] = "ris",
                status: Literal["approved", "excluded", "any"] = "approved", tag: str | None = None,
                topic: str | None = None, user: User = reader) -> Response:
         if status != "approved" and not user.can("librarian"):
@@ -150,7 +150,7 @@ def build(state: WebState) -> APIRouter:
             text, skipped = cur.export(format, ids)
         assert format in FORMATS
         return Response(text, media_type=f"{MEDIA_TYPES[format]}; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="oncolit-{status}.{format}"',
+            "Content-Disposition": f'attachment; filename="oncolit-{status}{SUFFIXES[format]}"',
             "X-OncoLit-Left-Out": ",".join(skipped)})
 
     # ------------------------------------------------------------------ reading (librarians)

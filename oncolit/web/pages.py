@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ingest.curation import FIELDS, ROLES, CurationError, User
 from ingest.curation.access import csrf_token
-from ingest.curation.exports import MEDIA_TYPES, url_of
+from ingest.curation.exports import MEDIA_TYPES, SUFFIXES, url_of
 from ingest.curation.relevance import MIN_PER_CLASS
 from ingest.errors import AlreadyExists, RecordNotFound, SourceError
 from oncolit.http_errors import http_status
@@ -557,7 +557,7 @@ def build(state: WebState) -> APIRouter:
         except CurationError as exc:
             return transfer_view(request, user, cookie, error=str(exc), status=400)
         return Response(text, media_type=f"{MEDIA_TYPES[format]}; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="oncolit-{status}.{format}"', **SECURITY_HEADERS})
+            "Content-Disposition": f'attachment; filename="oncolit-{status}{SUFFIXES[format]}"', **SECURITY_HEADERS})
 
     # ------------------------------------------------------------------ people (admins)
     def users_view(request: Request, user: User, cookie: str, *, error: str | None = None, status: int = 200,
