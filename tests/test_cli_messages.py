@@ -116,3 +116,18 @@ def test_the_demo_ends_with_next_steps_naming_its_files() -> None:
                          "files": {"html": "/d/demo-digests/x.html", "eml": "/d/demo-digests/x.eml"}}])
     assert lines[0] == "next:" and lines[1].endswith("/d/demo-digests/x.html") and lines[2].endswith("x.eml")
     assert any("oncolit search" in line for line in lines) and any("oncolit serve" in line for line in lines)
+
+
+def test_the_demo_reports_each_step_on_stderr_when_no_terminal_shows_a_bar(capsys) -> None:  # type: ignore[no-untyped-def]
+    from oncolit.cli.demo_cmd import Progress
+
+    progress = Progress(2)
+    with progress.step("ingest pubmed x"):
+        pass
+    with progress.step("index sync"):
+        pass
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == 4
+    assert lines[0] == "[1/2] ingest pubmed x ..." and lines[1].startswith("[1/2] ingest pubmed x: done in ")
+    assert lines[3].startswith("[2/2] index sync: done in ") and lines[3].endswith("so far)")

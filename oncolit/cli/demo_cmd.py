@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,24 @@ DEMO_SEARCHES = [
 ]
 
 
+class Progress:
+    """A line on stderr when each step starts and when it ends, with its time: the demo runs for minutes, and
+    where no terminal shows a bar (a CI log, `nohup`, a pipe) these lines are the only sign of life. stdout
+    keeps the summary (or the JSON) alone."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.started = total, 0, time.monotonic()
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.n += 1
+        t0 = time.monotonic()
+        print(f"[{self.n}/{self.total}] {name} ...", file=sys.stderr, flush=True)
+        yield
+        print(f"[{self.n}/{self.total}] {name}: done in {time.monotonic() - t0:.1f}s "
+              f"({time.monotonic() - self.started:.0f}s so far)", file=sys.stderr, flush=True)
+
+
 def demo(
     shared: Path = typer.Option(DEFAULT_SHARED, help="The shared data folder (../shared/data)."),
     as_json: bool = JsonOpt,
@@ -53,6 +75,7 @@ def demo(
             raise OncoLitError(f"{folder} not found: put the shared data beside the checkout or pass --shared")
     settings = get_settings()
     report: dict[str, Any] = {"data_dir": str(settings.data_dir), "steps": []}
+    progress = Progress(len(DEMO_SEARCHES) + 6)
     with ReplayServer(pubmed_dir=pubmed_dir, ctgov_dir=ctgov_dir) as server, open_catalog() as catalog:
         # The real clients, pointed at the local replay of the recorded responses.
         replayed = settings.model_copy(update={
@@ -64,18 +87,20 @@ def demo(
             if name not in existing:
                 catalog.add_search(name, source, query, {}, owner="demo", watermark=since)
         for name, source, _query, _since in DEMO_SEARCHES:
-            with open_source(source, replayed) as client:
+            with progress.step(f"ingest {source} {name} (replayed)"), open_source(source, replayed) as client:
                 summary = run_search(catalog, client, search=catalog.get_search(name), until=DEMO_UNTIL)
             report["steps"].append({"step": f"ingest {source} {name}", **summary.as_dict()})
         # Bulk path: real efetch responses recorded from PubMed (older entry dates than the window).
         real = shared / "pubmed" / "real"
         recorded_xml = [real / "biomcp" / "efetch_citation_22663011.xml",
                         *sorted((real / "biopython" / "entrez").glob("pubmed*.xml"))]
-        summary = run_files(catalog, "pubmed", recorded_xml, iter_pubmed_file)
+        with progress.step("ingest pubmed-files (recorded efetch)"):
+            summary = run_files(catalog, "pubmed", recorded_xml, iter_pubmed_file)
         report["steps"].append({"step": "ingest pubmed-files recorded efetch", **summary.as_dict()})
         # Bulk path: oncology studies recorded from the live API (melanoma, NSCLC EGFR, pembrolizumab).
         recorded = sorted(p for p in (ctgov_dir / "biomcp").glob("*.json") if p.name.startswith(("get_", "search_")))
-        summary = run_files(catalog, "ctgov", recorded, iter_ctgov_path)
+        with progress.step("ingest ctgov-files (recorded studies)"):
+            summary = run_files(catalog, "ctgov", recorded, iter_ctgov_path)
         report["steps"].append({"step": "ingest ctgov-files biomcp", **summary.as_dict()})
         report["catalog"] = catalog.stats()
     # Follow-on steps of the daily chain (outside the replay: they work from the catalog alone).
@@ -84,11 +109,13 @@ def demo(
     from oncolit.delivery.subscribers import add_subscriber, list_subscribers
     from synthesis.answer import answer
 
-    synced = run_sync()
+    with progress.step("index sync (embeds new chunks: minutes on 2 cores the first time)"):
+        synced = run_sync()
     report["steps"].append({"step": "index sync", **synced})
     # One set of resources for the rest: the index and the model are opened once.
     with cli_resources() as res:
-        hits = res.index.searcher().search(DEMO_QUESTION, limit=3)
+        with progress.step("search"):
+            hits = res.index.searcher().search(DEMO_QUESTION, limit=3)
         report["search"] = {"query": DEMO_QUESTION, "results": [h.as_dict() for h in hits]}
         # The end of the chain: a digest for a demo subscriber (written as files, not sent) ...
         out_dir = settings.data_dir / "demo-digests"
@@ -96,10 +123,12 @@ def demo(
         if not any(sub.email == DEMO_SUBSCRIBER for sub in list_subscribers(catalog)):
             add_subscriber(catalog, DEMO_SUBSCRIBER, DEMO_TOPICS, name="Demo Oncologist", min_level=None)
         subscriber = next(sub for sub in list_subscribers(catalog) if sub.email == DEMO_SUBSCRIBER)
-        report["digest"] = run_digests(settings, catalog, subscribers=[subscriber], day=DEMO_UNTIL, dry_run=True,
-                                       out_dir=out_dir, resources=res)
+        with progress.step("digest (written as files, not sent)"):
+            report["digest"] = run_digests(settings, catalog, subscribers=[subscriber], day=DEMO_UNTIL,
+                                           dry_run=True, out_dir=out_dir, resources=res)
         # ... and one question answered with verified citations.
-        report["answer"] = answer(DEMO_ASK, res.searcher, res.catalog, res.llm).as_dict()
+        with progress.step("ask"):
+            report["answer"] = answer(DEMO_ASK, res.searcher, res.catalog, res.llm).as_dict()
     text = "\n".join(
         f"{s['step']}: {json.dumps(s['counts'])} window {s['window']}" if "counts" in s else
         f"{s['step']}: {s['records_indexed']} records indexed, {s['points_total']} points ({s['timings']['total']}s)"
