@@ -168,19 +168,25 @@ class Catalog:
         if not items:
             return outcome
         now = _now()
-        with self.engine.begin() as conn:
-            serialize_change_seq(conn)  # PostgreSQL: writers take turns, so seqs follow commit order
-            seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0) + 1
-            ids = list({item.record.record_id for item in items})
-            plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
-                         _retraction_targets(conn, ids))
-            for item in items:
-                try:
-                    outcome.counts[plan.add(item)] += 1
-                except POISON_ERRORS as exc:
-                    plan.quarantine(item, exc)
-                    outcome.counts["quarantined"] += 1
-            plan.write()
+        try:
+            with self.engine.begin() as conn:
+                serialize_change_seq(conn)  # PostgreSQL: writers take turns, so seqs follow commit order
+                seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one()
+                       or 0) + 1
+                ids = list({item.record.record_id for item in items})
+                plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
+                             _retraction_targets(conn, ids))
+                for item in items:
+                    try:
+                        outcome.counts[plan.add(item)] += 1
+                    except POISON_ERRORS as exc:
+                        plan.quarantine(item, exc)
+                        outcome.counts["quarantined"] += 1
+                plan.write()
+        except OperationalError as exc:  # a full disk, an I/O error, a dropped server: the batch rolled back
+            raise CatalogError(f"the catalog could not store a batch of {len(items)} records: {exc.orig}. Nothing "
+                               "of that batch was written; free disk space (or check the database server) and "
+                               "run again.") from exc
         outcome.quarantined = [Quarantined(rid, row["error"]) for rid, row in plan.quarantined.items()]
         return outcome
 

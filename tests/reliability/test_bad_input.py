@@ -125,9 +125,6 @@ ARTICLE_CASES: dict[str, Callable[[bytes], bytes]] = {
     "no PMID": lambda raw: re.sub(rb"<PMID[^>]*>\d+</PMID>", b"", raw, count=1),
     "PMID not a number": lambda raw: re.sub(rb"(<PMID[^>]*>)\d+(</PMID>)", rb"\g<1>12ab\g<2>", raw, count=1),
 }
-SLOW_ARTICLE_CASES = {"48 MB abstract in six 8 MB sections"}
-
-
 def _safe_records_show(record_id: str) -> Callable[[dict[str, Any]], str | None]:
     """When the hostile title was stored, `records show` must print it inert (no control, no debris)."""
     def check(state: dict[str, Any]) -> str | None:
@@ -144,8 +141,7 @@ def _safe_records_show(record_id: str) -> Callable[[dict[str, Any]], str | None]
     return check
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c, marks=[pytest.mark.slow] if c in SLOW_ARTICLE_CASES else [])
-                                  for c in ARTICLE_CASES])
+@pytest.mark.parametrize("case", ARTICLE_CASES)
 def test_bad_pubmed_article_among_good_ones(case: str, articles: list[tuple[str, bytes]], tmp_path: Path,
                                             isolated_env: Path) -> None:
     good, (bad_id, bad_raw) = articles[:5], articles[5]

@@ -293,3 +293,43 @@ def test_index_sync_killed_at_each_step_boundary(after_write: bool, tmp_path: Pa
             assert not problems, (name, problems)
     finally:
         embedder.close()
+
+
+# --- the disk fills up mid-ingest -----------------------------------------------------------------
+
+def test_disk_full_mid_ingest_is_a_clear_partial_error_and_the_rerun_completes(shared_data: Path,
+                                                                               tmp_path: Path) -> None:
+    """The `oncolit` process may not grow a file past 1.5 MB (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail
+    with EFBIG as on a full disk), so the catalog fills up after a few batches. Only whole batches may be
+    stored, the error must say what was committed (exit 3), and the rerun with room completes the file."""
+    import resource
+
+    source = shared_data / "pubmed" / "constructed" / "hoc-0001.xml.gz"
+    clean_dir, full_dir = tmp_path / "clean", tmp_path / "full"
+    assert oncolit("ingest", "pubmed-files", str(source), env={"ONCOLIT_DATA_DIR": str(clean_dir)}).code == 0
+    with _catalog(clean_dir) as catalog:
+        reference, total = catalog.snapshot(), catalog.stats()["total"]["records"]
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+
+    proc = subprocess.run([*ONCOLIT, "ingest", "pubmed-files", str(source), "--batch-size", "100"],
+                          env={**os.environ, "ONCOLIT_DATA_DIR": str(full_dir)}, preexec_fn=small_disk,
+                          capture_output=True, text=True, timeout=120)
+    problems: list[str] = []
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    with _catalog(full_dir) as catalog:
+        stored, runs = catalog.stats()["total"]["records"], [r["status"] for r in catalog.runs(5)]
+    if "Traceback" in proc.stderr or proc.returncode != 3 or "committed before it" not in last:
+        problems.append(f"want exit 3 and what was committed, got {proc.returncode}: {proc.stderr[-600:]}")
+    if not 0 < stored < total or stored % 100 != 0:
+        problems.append(f"only whole batches may be stored: {stored} of {total}")
+    if "running" in runs:
+        problems.append(f"a run row left running: {runs}")
+    rerun = oncolit("ingest", "pubmed-files", str(source), "--batch-size", "100", env={"ONCOLIT_DATA_DIR": str(full_dir)})
+    with _catalog(full_dir) as catalog:
+        if rerun.code != 0 or catalog.snapshot() != reference:
+            problems.append(f"the rerun with room must equal a clean ingest: exit {rerun.code}, {rerun.last_line}")
+    TALLY.record(CLASS, "disk full mid-ingest (catalog cannot grow)", held=not problems)
+    assert not problems, problems
