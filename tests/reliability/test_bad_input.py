@@ -390,3 +390,24 @@ def test_bad_arguments_and_environment(case: Args, tmp_path: Path, isolated_env:
         problems.append(f"terminal controls echoed in the error: {run.stderr!r}")
     TALLY.record(CLASS, f"argument: {case.name}", held=not problems)
     assert not problems, (case.name, problems)
+
+
+@pytest.mark.slow  # loads the embedder (~10 s); tests/test_terminal_escapes.py covers `search` in the default tier
+def test_c1_controls_in_a_pubmed_title_reach_search_and_the_queue_inert(articles: list[tuple[str, bytes]],
+                                                                        tmp_path: Path, isolated_env: Path) -> None:
+    """XML 1.0 cannot carry ESC, but it can carry the 8-bit C1 controls (CSI U+009B, OSC U+009D) and bidi
+    overrides, which many terminals obey. Through `index sync`, `search` and `curate queue` (text output)."""
+    rid, raw = articles[0]
+    hostile = "\u009b2J\u009d0;c1-title\u009c\u202eesrever\u202c Melanoma adjuvant nivolumab Real title"
+    path = tmp_path / "update.xml"
+    path.write_bytes(_article_set(_title(hostile.encode())(raw), *(r for _, r in articles[1:4])))
+    steps = [oncolit("ingest", "pubmed-files", str(path)), oncolit("index", "sync"),
+             oncolit("search", "melanoma adjuvant nivolumab", "--limit", "5"), oncolit("curate", "queue")]
+    problems = [f"`{i}` exit {s.code}: {s.stderr[-300:]}" for i, s in enumerate(steps) if s.code != 0 or s.traceback]
+    for name, shown in (("search", steps[2].stdout), ("curate queue", steps[3].stdout)):
+        if UNSAFE.search(shown) or "c1-title" in shown:
+            problems.append(f"terminal controls reached `{name}`: {shown[:300]!r}")
+    if rid not in steps[2].stdout or "Real title" not in steps[2].stdout:
+        problems.append(f"the record must still be found and its words shown: {steps[2].stdout[:300]!r}")
+    TALLY.record(CLASS, "PubMed title with C1 controls through search and curate queue", held=not problems)
+    assert not problems, problems
