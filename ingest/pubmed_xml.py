@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import hashlib
 import io
 import re
 import zlib
@@ -44,6 +45,7 @@ from ingest.records.article import (
     Journal,
     MeshHeading,
     MeshQualifier,
+    Unreadable,
 )
 from ingest.records.common import PMID_RE, PartialDate, parse_month
 from ingest.source import ParsedItem
@@ -345,14 +347,22 @@ def _items_from(elem: etree._Element, ordinal: int, where: str) -> Iterator[Pars
     if tag == "DeleteCitation":
         yield from _deletions(elem, where)
         return
+    raw = _serialize(elem)
     try:
-        record = _article(elem) if tag == "PubmedArticle" else _book_article(elem)
+        record: Article | Unreadable = _article(elem) if tag == "PubmedArticle" else _book_article(elem)
     except _NoPmid as exc:
-        raise MalformedPayload(f"{where}: <{tag}> #{ordinal} (line {elem.sourceline}) {exc}") from None
+        record = _unreadable(elem, raw, f"{where}: <{tag}> #{ordinal} (line {elem.sourceline}) {exc}")
     except ValueError as exc:  # pydantic's ValidationError included
-        raise MalformedPayload(f"{where}: <{tag}> #{ordinal} (line {elem.sourceline}) does not fit "
-                               f"the Article model: {exc}") from exc
-    yield ParsedItem(record=record, raw=_serialize(elem), raw_format=RAW_FORMAT)
+        record = _unreadable(elem, raw, f"{where}: <{tag}> #{ordinal} (line {elem.sourceline}) does not fit "
+                                        f"the Article model: {exc}")
+    yield ParsedItem(record=record, raw=raw, raw_format=RAW_FORMAT)
+
+
+def _unreadable(elem: etree._Element, raw: bytes, error: str) -> Unreadable:
+    """One bad article among good ones: an item for the quarantine, not a failed payload (issue 18)."""
+    pmid = elem.findtext("MedlineCitation/PMID") or elem.findtext("BookDocument/PMID") or ""
+    pmid = pmid if pmid.isascii() and PMID_RE.match(pmid) else ""
+    return Unreadable(pmid=pmid, key=hashlib.sha256(raw).hexdigest()[:16], error=error)
 
 
 def _deletions(elem: etree._Element, where: str) -> Iterator[ParsedItem]:

@@ -12,14 +12,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ingest.records import Article, Deletion, Trial
+from ingest.records import Article, Deletion, Trial, Unreadable
 
 
 @dataclass(frozen=True)
 class ParsedItem:
-    """One parsed record (Article, Trial or Deletion) with its raw payload and its format."""
+    """One parsed record (Article, Trial or Deletion) with its raw payload and its format; or an
+    `Unreadable` element, which the catalog quarantines."""
 
-    record: Article | Trial | Deletion
+    record: Article | Trial | Deletion | Unreadable
     raw: bytes
     raw_format: str  # "pubmed-xml" | "ctgov-json"
 

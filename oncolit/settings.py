@@ -221,7 +221,14 @@ class Settings(BaseSettings):
         return with_driver(self.catalog_url)
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data folder, created if need be; a path that cannot be one is a ConfigError, not a traceback."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a regular file at that path, no permission, a read-only or full disk
+            from ingest.errors import ConfigError
+
+            raise ConfigError(f"the data folder {self.data_dir} cannot be created: {exc.strerror or exc}. "
+                              "Set ONCOLIT_DATA_DIR (or data_dir in the TOML file) to a writable folder.") from exc
         return self.data_dir
 
     def redacted(self) -> dict[str, Any]:

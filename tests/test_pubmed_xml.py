@@ -22,7 +22,7 @@ from ingest.pubmed_xml import (
     parse_esearch,
     parse_pubmed_xml,
 )
-from ingest.records.article import Article, Deletion
+from ingest.records.article import Article, Deletion, Unreadable
 
 PUBMED_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pubmed"
 REAL_PUBMED_FILES = ["pubmed1.xml", "pubmed2.xml", "pubmed4.xml", "pubmed5.xml", "pubmed6.xml", "pubmed7.xml"]
@@ -371,9 +371,14 @@ def test_markup_in_text_stays_literal_text() -> None:
     assert b"&lt;script&gt;alert(1)&lt;/script&gt; Trial" in raw and b"<script>" not in raw
 
 
-def test_record_without_pmid_fails_the_document() -> None:
-    with pytest.raises(MalformedPayload, match=r"<PubmedArticle> #2 \(line 9\) has no PMID"):
-        parse_pubmed_xml(fixture("missing_pmid.xml"))
+def test_record_without_pmid_is_an_unreadable_item_not_a_failed_document() -> None:
+    """Issue 18: one bad article must not take the good ones of its payload with it. It comes out as an
+    `Unreadable` item, which the catalog quarantines (tests/reliability/test_bad_input.py, through the CLI)."""
+    items = parse_pubmed_xml(fixture("missing_pmid.xml"))
+    [bad] = [item for item in items if isinstance(item.record, Unreadable)]
+    assert re.search(r"<PubmedArticle> #2 \(line 9\) has no PMID", bad.record.error)
+    assert bad.record.record_id.startswith("pubmed:unreadable-") and b"<PubmedArticle>" in bad.raw
+    assert parse_pubmed_xml(fixture("missing_pmid.xml"))[1].record == bad.record  # same bytes, same identity
 
 
 @pytest.mark.parametrize("pmid", [b"abc", b"12 34", b"1234567890", "١٢٣".encode()])

@@ -142,3 +142,20 @@ def test_ctgov_study_with_an_impossible_date_is_quarantined_and_retried(shared_d
         # The registry corrects the date: the study is stored and leaves the quarantine.
         third = run_files(catalog, "ctgov", [studies / "get_nct06382129_20260811.json"], iter_ctgov_path)
         assert third.status == "ok" and catalog.exists("ctgov:NCT06382129") and catalog.quarantine() == []
+
+
+def test_an_article_without_an_identity_is_quarantined_by_its_bytes(recorded: list, tmp_path: Path) -> None:
+    """No PMID (or one that is not a number): the parser hands the catalog an `Unreadable` item instead of
+    failing the payload, so the good articles beside it are stored; the retry keeps it, once."""
+    nopmid = re.sub(rb"<PMID[^>]*>\d+</PMID>", b"", recorded[12].raw, count=1)
+    badpmid = re.sub(rb"(<PMID[^>]*>)\d+(</PMID>)", rb"\g<1>12ab\g<2>", recorded[13].raw, count=1)
+    items = parse_pubmed_xml(_article_set(recorded[0].raw, nopmid, badpmid, recorded[1].raw))
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+        outcome = catalog.ingest(items)
+        assert dict(outcome.counts) == {"new": 2, "quarantined": 2}
+        assert all(q.record_id.startswith("pubmed:unreadable-") for q in outcome.quarantined)
+        assert "has no PMID" in outcome.quarantined[0].error and "invalid PMID" in outcome.quarantined[1].error
+        assert catalog.stats()["quarantined"]["by_source"] == {"pubmed": 2}
+        retried = retry_quarantine(catalog, "pubmed")
+        assert retried.retried == 2 and len(retried.still_quarantined) == 2 and len(catalog.quarantine()) == 2
+        assert catalog.ingest(items).counts["quarantined"] == 2 and len(catalog.quarantine()) == 2

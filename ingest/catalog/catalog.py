@@ -33,14 +33,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from ingest.catalog import schema as t
 from ingest.catalog.describe import changes_between, describe, is_deletion, is_partial_trial, merge_partial
 from ingest.catalog.dialect import serialize_change_seq, with_driver
 from ingest.catalog.migrations import migrate
 from ingest.errors import AlreadyExists, CatalogError, InvalidRecord, MalformedPayload, RecordNotFound
-from ingest.records import Article, Trial
+from ingest.records import Article, Trial, Unreadable
 from ingest.records.common import canonical_json
 from ingest.source import ParsedItem
 
@@ -114,7 +114,12 @@ class Catalog:
     def __init__(self, url: str):
         url = self.url = with_driver(url)
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.removeprefix("sqlite:///")).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file where the folder should be, no permission, a full disk
+                raise CatalogError(f"cannot create the catalog's folder {folder}: {exc.strerror or exc}. "
+                                   "Point ONCOLIT_DATA_DIR (or ONCOLIT_CATALOG_URL) at a writable folder.") from exc
         # A server's connections can be dropped under a long-lived process (a restart, an idle timeout):
         # pre-ping replaces them instead of failing the next request. SQLite files need none of it.
         server = not url.startswith("sqlite")
@@ -124,11 +129,13 @@ class Catalog:
         try:
             with self.engine.begin() as conn:
                 migrate(conn)
-        except OperationalError as exc:
+        except DatabaseError as exc:  # OperationalError (server down, locked), or a file that is no database
             shown = self.engine.url.render_as_string(hide_password=True)  # never a password in an error
             self.engine.dispose()
+            hint = ("is the database server up?" if isinstance(exc, OperationalError) else
+                    "the file is damaged or not a catalog: restore it from a backup or move it away")
             raise CatalogError(f"cannot open the catalog at {shown}: {exc.orig}. "
-                               "Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR (is the database server up?).") from exc
+                               f"Check ONCOLIT_CATALOG_URL / ONCOLIT_DATA_DIR ({hint}).") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -161,19 +168,25 @@ class Catalog:
         if not items:
             return outcome
         now = _now()
-        with self.engine.begin() as conn:
-            serialize_change_seq(conn)  # PostgreSQL: writers take turns, so seqs follow commit order
-            seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one() or 0) + 1
-            ids = list({item.record.record_id for item in items})
-            plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
-                         _retraction_targets(conn, ids))
-            for item in items:
-                try:
-                    outcome.counts[plan.add(item)] += 1
-                except POISON_ERRORS as exc:
-                    plan.quarantine(item, exc)
-                    outcome.counts["quarantined"] += 1
-            plan.write()
+        try:
+            with self.engine.begin() as conn:
+                serialize_change_seq(conn)  # PostgreSQL: writers take turns, so seqs follow commit order
+                seq = (conn.execute(select(func.coalesce(func.max(t.records.c.change_seq), 0))).scalar_one()
+                       or 0) + 1
+                ids = list({item.record.record_id for item in items})
+                plan = _Plan(conn, now, seq, run_id, {row.id: row for row in _fetch_records(conn, ids)},
+                             _retraction_targets(conn, ids))
+                for item in items:
+                    try:
+                        outcome.counts[plan.add(item)] += 1
+                    except POISON_ERRORS as exc:
+                        plan.quarantine(item, exc)
+                        outcome.counts["quarantined"] += 1
+                plan.write()
+        except OperationalError as exc:  # a full disk, an I/O error, a dropped server: the batch rolled back
+            raise CatalogError(f"the catalog could not store a batch of {len(items)} records: {exc.orig}. Nothing "
+                               "of that batch was written; free disk space (or check the database server) and "
+                               "run again.") from exc
         outcome.quarantined = [Quarantined(rid, row["error"]) for rid, row in plan.quarantined.items()]
         return outcome
 
@@ -477,6 +490,8 @@ class _Plan:
 
     def _add(self, item: ParsedItem) -> str:
         rid = item.record.record_id
+        if isinstance(item.record, Unreadable):  # the parser could not make a record of it: keep it raw
+            raise MalformedPayload(item.record.error)
         row = self.current.get(rid)
         if is_deletion(item.record):
             return self._delete(rid, row)

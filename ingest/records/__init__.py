@@ -16,6 +16,7 @@ from ingest.records.article import (
     Journal,
     MeshHeading,
     MeshQualifier,
+    Unreadable,
 )
 from ingest.records.common import PartialDate, content_hash, find_nct_ids
 from ingest.records.trial import (
@@ -44,6 +45,7 @@ __all__ = [
     "SecondaryId",
     "Trial",
     "TrialDate",
+    "Unreadable",
     "AbstractSection",
     "Article",
     "Author",

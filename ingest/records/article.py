@@ -194,3 +194,21 @@ class Deletion(Model):
     @property
     def record_id(self) -> str:
         return f"pubmed:{self.pmid}"
+
+
+class Unreadable(Model):
+    """A `<PubmedArticle>` that is well-formed XML but no record: no (or an invalid) PMID, or fields that
+    fit no model. It travels as an item so the catalog quarantines it raw with its error, instead of the
+    whole payload failing and its good records with it (issue 18: one bad record must not block a window).
+
+    Without a PMID there is no identity, so the quarantine keys it by a hash of its bytes: the same
+    bytes sent again are the same entry, retried like any other."""
+
+    kind: Literal["unreadable"] = "unreadable"
+    pmid: str = ""  # the element's PMID when it had a valid one
+    key: str  # sha256 prefix of the raw element
+    error: str
+
+    @property
+    def record_id(self) -> str:
+        return f"pubmed:{self.pmid}" if self.pmid else f"pubmed:unreadable-{self.key}"
