@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,33 @@ from oncolit.settings import Settings
 if TYPE_CHECKING:
     from index.store import SearchFilter
     from oncolit.resources import Resources
+
+
+class FilterOptions(Protocol):
+    """The filter options a search or an answer takes, named alike by the CLI, /local and the public API."""
+
+    type: Literal["article", "trial"] | None
+    since: dt.date | None
+    until: dt.date | None
+    design: list[str]
+    status: list[str]
+    phase: list[str]
+    language: list[str]
+    site: list[str]
+    max_level: int | None
+    include_retracted: bool
+
+
+def search_filter_of(opts: FilterOptions) -> SearchFilter:
+    """The index filter of those options: one mapping, so the surfaces cannot drift apart."""
+    from index.store import SearchFilter
+
+    return SearchFilter(record_types=(opts.type,) if opts.type else (), published_from=opts.since,
+                        published_to=opts.until, designs=tuple(opts.design),
+                        trial_status_any=tuple(s.upper() for s in opts.status),
+                        phases_any=tuple(p.upper() for p in opts.phase), languages=tuple(opts.language),
+                        mesh_any=tuple(opts.site), max_evidence_level=opts.max_level,
+                        include_retracted=opts.include_retracted)
 
 
 class SearchRequest(BaseModel):
@@ -46,14 +73,7 @@ class SearchRequest(BaseModel):
     limit: int = Field(10, ge=1)
 
     def search_filter(self) -> SearchFilter:
-        from index.store import SearchFilter
-
-        return SearchFilter(record_types=(self.type,) if self.type else (), published_from=self.since,
-                            published_to=self.until, designs=tuple(self.design),
-                            trial_status_any=tuple(s.upper() for s in self.status),
-                            phases_any=tuple(p.upper() for p in self.phase), languages=tuple(self.language),
-                            mesh_any=tuple(self.site), max_evidence_level=self.max_level,
-                            include_retracted=self.include_retracted)
+        return search_filter_of(self)
 
 
 class AskRequest(BaseModel):

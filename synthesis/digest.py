@@ -94,6 +94,7 @@ from synthesis.digest_select import (
     Topic,
     Window,
     _candidate,
+    _iso,
     candidates,
     catalog_mark,
     clean_query,
@@ -520,13 +521,3 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
     counts.update(totals, shown=len(item_ids), more=sum(tp["more"] for tp in topics_out), alerts=len(alerts))
     return {"schema": SCHEMA, "window": window.as_dict(), "alerts": alerts, "topics": topics_out,
             "item_ids": item_ids, "alert_ids": [a["record_id"] for a in alerts], "cited": cited, "counts": counts}
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _iso(value: dt.date | dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from index.store import SearchFilter
 from oncolit.resources import Resources
+from oncolit.via_server import search_filter_of
 
 T = TypeVar("T")
 
@@ -85,9 +86,4 @@ class Filters(BaseModel):
     include_retracted: bool = Field(False, description="Also draw on retracted records (flagged).")
 
     def search_filter(self) -> SearchFilter:
-        return SearchFilter(record_types=(self.type,) if self.type else (), published_from=self.since,
-                            published_to=self.until, designs=tuple(self.design),
-                            trial_status_any=tuple(s.upper() for s in self.status),
-                            phases_any=tuple(p.upper() for p in self.phase), languages=tuple(self.language),
-                            mesh_any=tuple(self.site), max_evidence_level=self.max_level,
-                            include_retracted=self.include_retracted)
+        return search_filter_of(self)
