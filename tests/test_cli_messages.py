@@ -131,3 +131,11 @@ def test_the_demo_reports_each_step_on_stderr_when_no_terminal_shows_a_bar(capsy
     assert out == "" and len(lines) == 4
     assert lines[0] == "[1/2] ingest pubmed x ..." and lines[1].startswith("[1/2] ingest pubmed x: done in ")
     assert lines[3].startswith("[2/2] index sync: done in ") and lines[3].endswith("so far)")
+
+
+def test_the_demo_shows_the_passage_of_a_record_pubmed_gives_no_title() -> None:
+    from oncolit.cli.demo_cmd import shown_title
+
+    assert shown_title("Improved survival with MEK inhibition.", "x") == "Improved survival with MEK inhibition."
+    shown = shown_title("[Not Available].", "BRAF  inhibitors\nare usually short-lasting " * 10)
+    assert shown.startswith("(no title) BRAF inhibitors are usually") and shown.endswith("...") and len(shown) <= 90

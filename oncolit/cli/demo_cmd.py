@@ -134,13 +134,23 @@ def demo(
         f"{s['step']}: {s['records_indexed']} records indexed, {s['points_total']} points ({s['timings']['total']}s)"
         for s in report["steps"])
     text += f"\nsearch {DEMO_QUESTION!r}:\n" + "\n".join(
-        f"  {r['rank']}. {r['record_id']} {r['title'][:90]}" for r in report["search"]["results"])
+        f"  {r['rank']}. {r['record_id']} {shown_title(r['title'], r.get('passage') or '')}"
+        for r in report["search"]["results"])
     written = [r for r in report["digest"].get("results", [])]
     text += "\ndigest: " + "; ".join(f"{r['subscriber']}: {r['items']} items -> {r['files'].get('eml', r['status'])}" for r in written)
     ans = report["answer"]
     text += f"\nask {DEMO_ASK!r}:\n  {ans['answer'][:600]}\n  cites: {', '.join(c['id'] for c in ans['citations'])}"
     emit(report, as_json, f"{text}\ncatalog: {json.dumps(report['catalog']['total'])}\ndata dir: {settings.data_dir}\n"
          + "\n".join(next_steps(written)))
+
+
+def shown_title(title: str, passage: str, width: int = 90) -> str:
+    """A result's title for a person; most of the recorded corpus (the Hallmarks of Cancer abstracts) has none
+    ("[Not Available]." as PubMed writes it), so those show the start of their best passage instead."""
+    if title.strip() and not title.startswith("[Not Available]"):
+        return title[:width]
+    lead, room = " ".join(passage.split()), width - len("(no title) ")
+    return "(no title) " + (lead[: room - 3] + "..." if len(lead) > room else lead)
 
 
 def next_steps(digests: list[dict[str, Any]]) -> list[str]:
