@@ -73,6 +73,9 @@ def test_a_search_hit_reads_as_year_journal_design_level_and_link_without_the_ra
     ungraded = hit_text(RecordHit("ctgov:NCT02576665", 0.5, 2, "p", "A trial", "c", None,
                                   {"trial_status": "RECRUITING", "phases": ["PHASE3"]}).as_dict())
     assert "not graded · RECRUITING · PHASE3" in ungraded and "https://clinicaltrials.gov/study/NCT02576665" in ungraded
+    untitled = hit_text(RecordHit("pubmed:1", 0.5, 3, "Tumour cells evade apoptosis.", "[Not Available].", "c",
+                                  None, {}).as_dict())
+    assert untitled.split("\n")[0] == " 3. (no title)" and "Tumour cells evade apoptosis." in untitled
 
 
 def test_extract_and_grade_run_without_a_pulled_model_and_say_so_once(shared_data: Path) -> None:

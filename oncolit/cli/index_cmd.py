@@ -143,7 +143,8 @@ def hit_text(r: dict[str, Any]) -> str:
              f"level {r['evidence_level']}" if r.get("evidence_level") is not None else "not graded",
              r.get("trial_status"), "/".join(r.get("phases") or []) or None,
              f"relevance {r['relevance']:.2f}" if r.get("relevance") is not None else None]
-    head = f"{r['rank']:>2}. {safe_text(r['title'] or '(no title)')}"
+    title = r["title"] if r["title"] and not r["title"].startswith("[Not Available]") else "(no title)"  # PubMed's
+    head = f"{r['rank']:>2}. {safe_text(title)}"
     return "\n".join([head, "    " + " · ".join(safe_text(str(f)) for f in facts if f),
                       "    " + safe_text(r["passage"][:300]),
                       f"    {r['record_id']}  {record_link(r['record_id'])}"])
