@@ -204,6 +204,20 @@ def test_fault_matrix(row: Row, server: ReplayServer, clean: dict[str, dict[str,
 
 # --- a run killed or interrupted mid-window -------------------------------------------------------
 
+def _committed(data_dir: Path) -> int:
+    """Records a running ingest has committed so far (read-only, beside the writer; 0 before the file exists)."""
+    import sqlite3
+
+    path = data_dir / "catalog.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+            return int(conn.execute("select count(*) from records").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
                                  pytest.param(signal.SIGKILL, marks=pytest.mark.slow)], ids=lambda s: s.name)
 def test_ingest_killed_mid_window_leaves_no_running_row_and_the_rerun_completes(
@@ -221,7 +235,10 @@ def test_ingest_killed_mid_window_leaves_no_running_row_and_the_rerun_completes(
         deadline = time.monotonic() + 60
         while plan.count("efetch") < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)
+        # The 3rd efetch may be asked for while the 2nd batch is still being written: on a loaded machine a
+        # fixed pause was not always enough, so wait (bounded) until the catalog holds both batches.
+        while _committed(data_dir) < 2 * PUBMED_BATCH and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.send_signal(sig)
         code = proc.wait(timeout=20)
         stderr = proc.stderr.read() if proc.stderr else ""
