@@ -189,6 +189,14 @@ def novelty(c: Candidate, period_end: dt.date) -> tuple[float, str]:
 
 
 
+def shown_title(title: str | None, record_id: str) -> str:
+    """The title a reader sees. PubMed writes "[Not Available]." for a record without one (most of the
+    Hallmarks-of-Cancer part of the recorded corpus): a heading made of that tells a reader nothing."""
+    if title and not title.startswith("[Not Available]"):
+        return title
+    return f"Untitled record ({record_id.replace('pubmed:', 'PMID ')})"
+
+
 def links(record: Article | Trial) -> list[dict[str, str]]:
     """PubMed, DOI, PMC and ClinicalTrials.gov links, https only, identifiers URL-quoted. Registry links come
     from the record's structured fields only (PubMed's data-bank list, CT.gov's references), never from an
@@ -366,7 +374,7 @@ def alerts_for(catalog: Catalog, record_ids: Iterable[str]) -> list[dict[str, An
             continue
         notices = catalog.get(row["id"])["retraction_notices"] if reason == "retracted" else []
         notices = [n for n in notices if catalog.exists(n)]
-        out.append({"record_id": row["id"], "tag": citation_tag(row["id"]), "title": redact(record.title),
+        out.append({"record_id": row["id"], "tag": citation_tag(row["id"]), "title": shown_title(redact(record.title), row["id"]),
                     "reason": reason, "citation": citation_line(record), "links": links(record),
                     "notices": [{"record_id": n, "url": record_url(n)} for n in notices]})
     return out
@@ -465,7 +473,7 @@ def build_digest(catalog: Catalog, topics: Sequence[Topic], window: Window, *, p
                 evidence[rid] = [quote]
         item = {
             "record_id": rid, "tag": citation_tag(rid), "kind": c.kind, "reason": c.reason, "novelty_reason": why_new,
-            "title": redact(c.record.title) or rid, "citation": citation_line(c.record),
+            "title": shown_title(redact(c.record.title), rid), "citation": citation_line(c.record),
             "source": citation_line(c.record, with_title=False), "links": links(c.record),
             "design": g.design, "badge": design_badge(g), "level": g.level, "level_rank": g.rank,
             "grade_label": g.label, "grade_reason": grade_line(g), "evidence": label.as_dict(),

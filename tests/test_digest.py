@@ -361,3 +361,11 @@ def test_index_similarity_finds_what_keywords_miss(shared_data: Path, isolated_e
             doc = dg.build_digest(catalog, topic, window, period_end=DAY, scorer=scorer)
     assert doc["item_ids"][0] == NEJM
     assert 0.25 <= doc["topics"][0]["items"][0]["relevance"] <= 0.5  # half of a cosine, no keyword share
+
+
+def test_a_record_pubmed_gives_no_title_is_headed_as_untitled_not_not_available() -> None:
+    from synthesis.digest import shown_title
+
+    assert shown_title("[Not Available].", "pubmed:22934253") == "Untitled record (PMID 22934253)"
+    assert shown_title(None, "ctgov:NCT1") == "Untitled record (ctgov:NCT1)"
+    assert shown_title("Improved survival with MEK inhibition.", "pubmed:1") == "Improved survival with MEK inhibition."
