@@ -240,8 +240,8 @@ def test_ingest_killed_mid_window_leaves_no_running_row_and_the_rerun_completes(
         while _committed(data_dir) < 2 * PUBMED_BATCH and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(sig)
-        code = proc.wait(timeout=20)
-        stderr = proc.stderr.read() if proc.stderr else ""
+        _out, stderr = proc.communicate(timeout=20)  # reads stderr while waiting: a full pipe cannot block it
+        code = proc.returncode
     finally:
         if proc.poll() is None:
             proc.kill()
