@@ -204,6 +204,13 @@ def test_fault_matrix(row: Row, server: ReplayServer, clean: dict[str, dict[str,
 
 # --- a run killed or interrupted mid-window -------------------------------------------------------
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: Ctrl-C's default action. A suite started in the background (`cmd &`, nohup:
+    CI runners) inherits SIGINT *ignored*, and so would the ingest, which then never sees the Ctrl-C (this case
+    timed out that way in CI while passing in a terminal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _committed(data_dir: Path) -> int:
     """Records a running ingest has committed so far (read-only, beside the writer; 0 before the file exists)."""
     import sqlite3
@@ -230,7 +237,8 @@ def test_ingest_killed_mid_window_leaves_no_running_row_and_the_rerun_completes(
     _add_search("pubmed", env)
     plan.on_request("efetch", 3, faults.delay(30))
     proc = subprocess.Popen([*ONCOLIT, "ingest", "pubmed", "--search", "watch", "--until", PUBMED_DAY],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + 60
         while plan.count("efetch") < 3 and proc.poll() is None and time.monotonic() < deadline:
