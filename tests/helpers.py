@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +43,32 @@ def pubmed_env(eutils_url: str, **extra: str) -> dict[str, str]:
 
 def constructed_files(shared_data: Path) -> list[Path]:
     return sorted((shared_data / "pubmed" / "constructed").glob("*.xml.gz"))
+
+
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free loopback port (bind first when the URL must be known before the app exists)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serve_on_loopback(app: Any, *, lifespan: str = "on", sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on loopback (`sock`, or a free port) in a thread; yields its base URL.
+    For the browser tests, which need a real server (Chromium cannot open a TestClient)."""
+    import uvicorn
+
+    sock = sock or loopback_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan=lifespan))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

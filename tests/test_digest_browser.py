@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import email
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from ingest.catalog import Catalog
 from oncolit.delivery.run import run_digests
 from oncolit.delivery.subscribers import add_subscriber, get_subscriber
 from oncolit.web import create_router
+from tests.helpers import loopback_socket, serve_on_loopback
 from tests.test_digest import DAY, make_settings, melanoma_topics, real_catalog, smtp_server
 from tests.test_web_curation import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
@@ -29,8 +26,7 @@ from tests.test_web_curation import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 @pytest.fixture
 def served(shared_data: Path, isolated_env: Path) -> Iterator[tuple[str, str, Catalog]]:
     """A digest sent through a loopback SMTP server, then the web router served on loopback."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with real_catalog(shared_data, isolated_env) as catalog, smtp_server() as (sink, port):
         settings = make_settings(isolated_env, smtp_port=port, web_base_url=base, secret="browser-test-secret",
@@ -41,19 +37,8 @@ def served(shared_data: Path, isolated_env: Path) -> Iterator[tuple[str, str, Ca
         html = msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
         app = FastAPI()
         app.include_router(create_router(settings, catalog=catalog, evidence=None))
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        try:
+        with serve_on_loopback(app, sock=sock):
             yield base, html, catalog
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            sock.close()
 
 
 def test_more_link_web_view_and_unsubscribe_in_headless_chromium(served: tuple[str, str, Catalog]) -> None:

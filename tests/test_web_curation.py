@@ -7,14 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from ingest.catalog import Catalog
@@ -23,6 +19,7 @@ from ingest.curation import Curation
 from ingest.pubmed_xml import parse_pubmed_xml
 from oncolit.settings import Settings
 from oncolit.web import create_router
+from tests.helpers import serve_on_loopback
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -48,22 +45,8 @@ def site(tmp_path: Path, shared_data: Path) -> Iterator[tuple[str, str, Curation
         _key_id, key = cur.create_key("ada", "lib", "browser test")
         app = FastAPI()
         app.include_router(create_router(settings, catalog=catalog, evidence=None))
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        try:
-            yield f"http://127.0.0.1:{port}", key, cur
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            sock.close()
+        with serve_on_loopback(app) as base:
+            yield base, key, cur
 
 
 def test_librarian_pages_in_headless_chromium(site, caplog: pytest.LogCaptureFixture) -> None:

@@ -5,19 +5,16 @@ rendering with no request leaving loopback (issue 16, "Pages and API"). Screensh
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
 from oncolit.api import create_app
 from oncolit.delivery.subscribers import add_subscriber
 from synthesis.digest import Topic
+from tests.helpers import serve_on_loopback
 from tests.test_api_docs import light
 from tests.test_web_curation import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NEJM, site  # noqa: F401  (site: a fixture)
 
@@ -89,22 +86,8 @@ def test_record_evidence_queue_search_and_pinning_in_chromium(site) -> None:  # 
 @pytest.fixture
 def api_site(tmp_path: Path) -> Iterator[str]:
     """The whole app on loopback, without its lifespan: the docs need no catalog or index."""
-    app = create_app(light(tmp_path))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_on_loopback(create_app(light(tmp_path)), lifespan="off") as base:
+        yield base
 
 
 def test_docs_render_offline_in_chromium(api_site: str) -> None:
